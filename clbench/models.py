@@ -1,0 +1,57 @@
+"""Model names (the vocabulary) and plain trainable torch models for non-mask methods.
+
+Mask methods build their own fixed-weight versions of the same architectures
+(``clbench.methods.supermask``). Torch is imported only when a model is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from clbench.errors import ClbenchError
+
+if TYPE_CHECKING:
+    import torch
+
+MODELS: dict[str, str] = {
+    "lenet": "MLP 784-300-100-out (LeNet-300-100)",
+    "fc1024": "MLP 784-1024-1024-out",
+    "gemresnet18": "reduced ResNet-18 of GEM, nf=20, 32x32 RGB input",
+    "resnet50": "ResNet-50 (bottleneck), 224x224 RGB input",
+    "bnnet": "MLP 784-2048-2048-out, Swish, batch-statistics BatchNorm (HopSupSup)",
+}
+
+HIDDEN = {"lenet": (300, 100), "fc1024": (1024, 1024), "bnnet": (2048, 2048)}
+
+
+def check_model(name: str) -> str:
+    """Validate a model name, with a one-line error naming the choices."""
+    if name not in MODELS:
+        raise ClbenchError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
+    return name
+
+
+def build_mlp(
+    name: str, in_features: int, outputs: int, generator: torch.Generator | None = None
+) -> torch.nn.Module:
+    """A trainable MLP (with biases) of the named shape, initialised from ``generator``."""
+    import torch
+    from torch import nn
+
+    if name not in HIDDEN or name == "bnnet":
+        raise ClbenchError(f"model '{name}' is not a plain MLP here: use lenet or fc1024")
+    sizes = (in_features, *HIDDEN[name], outputs)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers)
+    if generator is not None:
+        with torch.no_grad():
+            for layer in model:
+                if isinstance(layer, nn.Linear):
+                    bound = 1 / layer.in_features**0.5
+                    layer.weight.uniform_(-bound, bound, generator=generator)
+                    layer.bias.uniform_(-bound, bound, generator=generator)
+    return model

@@ -1,0 +1,55 @@
+"""A one-line progress bar with ETA on stderr (tasks x iterations), drawn only on a terminal."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+class Progress:
+    """Counts training steps; redraws at most ten times a second."""
+
+    def __init__(self, total: int, label: str = "", enabled: bool = True) -> None:
+        self.total, self.label = max(1, total), label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.done = 0
+        self.start = 0.0  # set at the first step, so setup time does not skew the ETA
+        self._last = 0.0
+        self.note = ""
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.done == 0:
+            self.start = now
+        self.done += 1
+        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+            self._last = now
+            self.draw(now)
+
+    def set_note(self, note: str) -> None:
+        self.note = note
+        if self.enabled and self.done:
+            self.draw(time.perf_counter())
+
+    def draw(self, now: float) -> None:
+        elapsed = now - self.start
+        frac = min(1.0, self.done / self.total)
+        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        bar = "#" * int(frac * 24)
+        sys.stderr.write(
+            f"\r{self.label} [{bar:<24}] {frac:6.1%} {fmt(elapsed)} elapsed, ETA {fmt(eta)} "
+            f"{self.note}\x1b[K"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def fmt(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -1,0 +1,56 @@
+"""Where a run came from: package versions, git commit, machine, peak memory."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGES = ("clbench", "torch", "torchvision", "avalanche-lib", "numpy")
+
+
+def versions() -> dict[str, str | None]:
+    """Python and the packages that decide a run's numbers."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    """The clbench checkout's commit (with ``-dirty`` for local changes), if it is a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{commit}-dirty" if dirty else commit
+
+
+def machine() -> dict[str, str]:
+    return {"platform": platform.platform(), "processor": platform.machine(),
+            "python_executable": sys.executable}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (and CUDA's peak allocation when used)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            peak += torch.cuda.max_memory_allocated() / 2**20
+    return round(peak, 1)
