@@ -112,7 +112,9 @@ def parse_eval_at(text: str | None, tasks: int) -> list[int]:
     try:
         points = {int(p) for p in text.split(",") if p.strip()}
     except ValueError:
-        raise ClbenchError(f"--eval-at {text}: give task counts like 10,50,100, or all, or end")
+        raise ClbenchError(
+            f"--eval-at {text}: give task counts like 10,50,100, or all, or end"
+        ) from None
     bad = sorted(p for p in points if not 1 <= p <= tasks)
     if bad:
         raise ClbenchError(f"--eval-at: {bad[0]} is outside 1..{tasks} (the number of tasks)")

@@ -34,7 +34,9 @@ def resolve_device(name: str) -> Any:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ClbenchError(f"--device {name}: not a torch device (use cpu, cuda or cuda:N)")
+        raise ClbenchError(
+            f"--device {name}: not a torch device (use cpu, cuda or cuda:N)"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ClbenchError(f"--device {name}: CUDA is not available here; use --device cpu")
     return device
@@ -105,7 +107,7 @@ class Evaluator:
 def execute(plan: Plan, source: Source, command: list[str], show_progress: bool = True) -> dict:
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it)."""
     config = plan.config
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     clock = time.perf_counter()
     set_threads(config.threads)
     device = resolve_device(config.device)
@@ -162,7 +164,7 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
                         "machine": provenance.machine()},
         "command": command,
         "started_at": started,
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

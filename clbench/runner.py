@@ -19,6 +19,9 @@ def run_one(
     """Run one configuration; return the exit code (0 done or skipped, 1 failed)."""
     store = Store(results)  # refuses a results path that is a file, before any work
     plan = make_plan(method, given, params, preset=preset, plugins=plugins, tags=tags)
+    from clbench.engine import execute, resolve_device
+
+    resolve_device(plan.config.device)
     plan, source = with_data(plan, data_root, download)
     config = plan.config
     done = store.complete(config.run_id)
@@ -27,8 +30,6 @@ def run_one(
             store.add_tags(done, tags)
         typer.echo(f"skipped: a complete record exists at {done} (use --force to run again)")
         return 0
-    from clbench.engine import execute
-
     typer.echo(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
                f"{config.dataset} {config.model}, {config.tasks} tasks, seed {config.seed}, "
                f"{config.threads} threads")

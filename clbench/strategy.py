@@ -77,9 +77,8 @@ class AvalancheMethod(Method):
         self.strategy.train(experience)
 
     def logits(self, x: Any, task: int) -> Any:
-        from avalanche.models.utils import avalanche_forward
-
         import torch
+        from avalanche.models.utils import avalanche_forward
 
         return avalanche_forward(self.model, x, torch.full((len(x),), task, device=x.device))
 

@@ -64,8 +64,10 @@ class Scenario:
 
 
 GG = Scenario("gg", "task given at training and test", True, True, False)
-GNS = Scenario("gns", "task given at training, inferred at test, shared labels", True, False, False)
-GNU = Scenario("gnu", "task given at training, inferred at test, unshared labels", True, False, True)
+GNS = Scenario("gns", "task given at training, inferred at test, shared labels", True, False,
+               False)
+GNU = Scenario("gnu", "task given at training, inferred at test, unshared labels", True, False,
+               True)
 NNS = Scenario("nns", "task never given, inferred at test, shared labels", False, False, False)
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (GG, GNS, GNU, NNS)}

@@ -1,0 +1,87 @@
+"""The command line: listing, a real run, skipping, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+RUN = ["run", "--method", "avalanche:naive", "--scenario", "gg", "--benchmark", "permuted",
+       "--dataset", "synthetic", "--tasks", "2", "--iters", "5", "--threads", "1"]
+
+
+def clbench(*args, env_results=None):
+    return subprocess.run([sys.executable, "-m", "clbench", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_help_is_fast_and_imports_no_torch():
+    start = time.perf_counter()
+    out = clbench("--help")
+    assert out.returncode == 0 and "Examples" in out.stdout
+    assert time.perf_counter() - start < 5
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; from clbench.cli import app; from clbench import "
+         "listing; listing.render(['methods', 'benchmarks'], True); "
+         "print('torch' in sys.modules, 'avalanche' in sys.modules)"],
+        capture_output=True, text=True, timeout=60)
+    assert probe.stdout.split() == ["False", "False"], probe.stderr
+
+
+def test_list_shows_the_vocabulary():
+    out = clbench("list").stdout
+    for word in ("gg", "gns", "gnu", "nns", "permuted", "rotated", "split", "mnist",
+                 "fashion-mnist", "cifar10-jpg", "cifar100", "imagenet", "mnist-5k", "synthetic",
+                 "lenet", "fc1024", "gemresnet18", "resnet50", "bnnet", "avalanche:naive"):
+        assert word in out
+
+
+def test_run_writes_a_complete_record_then_skips(results):
+    first = clbench(*RUN)
+    assert first.returncode == 0, first.stderr
+    (path,) = results.glob("*/record.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "complete" and record["config"]["tasks"] == 2
+    assert len(record["diagonal"]) == 2 and [c["after_tasks"] for c in record["checkpoints"]] == [
+        1, 2]
+    second = clbench(*RUN, "--tag", "exp1")
+    assert second.returncode == 0 and "skipped" in second.stdout and str(path) in second.stdout
+    assert json.loads(path.read_text())["config"]["tags"] == ["exp1"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--method", "nope"], ["unknown method", "choose one of"]),
+    (["--scenario", "xx"], ["unknown scenario"]),
+    (["--benchmark", "xx"], ["unknown benchmark"]),
+    (["--dataset", "xx"], ["unknown dataset"]),
+    (["--tasks", "0"], ["--tasks 0"]),
+    (["--param", "bogus=1"], ["no param bogus"]),
+    (["--param", "lr=fast"], ["expected float"]),
+    (["--density", "0.5"], ["no density"]),
+    (["--dataset", "mnist", "--data-root", "{empty}"], ["--data-root", "--download", "mnist-5k"]),
+])
+def test_bad_input_is_one_line_and_writes_nothing(results, tmp_path, args, words):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = [a.replace("{empty}", str(empty)) for a in args]
+    base = [a for a in RUN]
+    out = clbench(*(base + args))
+    assert out.returncode != 0
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), out.stderr
+    assert "Traceback" not in out.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not results.exists() or not list(results.glob("*/record.json"))
+    assert list(empty.iterdir()) == []
+
+
+def test_results_path_that_is_a_file(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("x")
+    out = clbench(*RUN, "--results", str(file))
+    assert out.returncode != 0 and "is a file" in out.stderr and "Traceback" not in out.stderr
+    assert file.read_text() == "x"
