@@ -17,6 +17,7 @@ from clbench.params import Param
 if TYPE_CHECKING:
     import torch
 
+    from clbench.benchmark import StreamProperties
     from clbench.context import RunContext
     from clbench.loader import TestBatches
 
@@ -105,7 +106,9 @@ class Method:
     source: ClassVar[str] = "built-in"  # set by the registry: built-in, entry point or plugin path
 
     @classmethod
-    def check(cls, options: dict[str, Any], params: dict[str, Any]) -> None:
+    def check(
+        cls, options: dict[str, Any], params: dict[str, Any], props: StreamProperties
+    ) -> None:
         """Refuse (raise :class:`Incompatible`) settings the declaration cannot express."""
 
     @classmethod

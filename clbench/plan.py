@@ -59,7 +59,7 @@ def check_compatible(
         raise Incompatible(f"method '{name}' handles at most {req.max_tasks} tasks")
     if options.get("density") is not None and not method.uses_density:
         raise Incompatible(f"method '{name}' has no density: drop --density/--sparsity")
-    method.check(options, params)
+    method.check(options, params, props)
 
 
 def make_plan(

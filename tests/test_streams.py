@@ -7,16 +7,16 @@ import time
 import numpy as np
 import pytest
 import torch
-from clbench.scenarios.permuted import Permuted, permutation
-from clbench.scenarios.rotated import Rotate, Rotated, angle
-from clbench.scenarios.split import Split
-from clbench.scenarios.taxonomy import GG, GNU, SCENARIOS
 
 from clbench.benchmark import BatchTransform
 from clbench.config import RunConfig
 from clbench.context import RunContext
 from clbench.data import load_source
 from clbench.errors import ClbenchError
+from clbench.scenarios.permuted import Permuted, permutation
+from clbench.scenarios.rotated import Rotate, Rotated, angle
+from clbench.scenarios.split import Split
+from clbench.scenarios.taxonomy import GG, GNU, SCENARIOS
 
 
 def make_ctx(benchmark=Permuted, tasks=3, view="task", scenario=GG, seed=0, val=0.0,

@@ -1,0 +1,364 @@
+"""SupSup: Supermasks in Superposition (Wortsman et al., NeurIPS 2020).
+
+A fixed random network (bias-free, signed-constant weights drawn from the run seed, never
+trained) and one binary supermask per task. GG uses the given task's mask. GNs/GNu infer the
+task per test batch: α = 1/k over the k stored masks, one gradient of the objective (``H``:
+entropy over all outputs; ``G``: logsumexp through the superfluous outputs only) w.r.t. α, and
+the argmin (``inference=oneshot``), or repeated halving by the median gradient (``binary``). The
+first ``infer_batch`` images of a batch decide for the whole batch, as in the paper; decisions
+of a whole checkpoint are batched into one computation over the bit-packed masks.
+
+NNs: no task ids in training. Every ``check_every`` batches of an epoch (the counter restarts
+with each epoch and each task, as in the official trainer, so a check always falls on a task
+boundary) the method infers among m = max(k, 5) masks (untrained ones included) on the current
+training batch and allocates a new mask when m·max softmax(−g) < 1 + ``epsilon``; at most
+``mask_budget`` masks. Allocated masks keep their float scores in NNs (4 bytes per weight per
+mask, plus RMSprop's state for trained ones), because a mask may be chosen and trained again;
+GG/GN keep float scores only for the task being trained (and one running mean for
+``init=transfer``). In NNs the oracle uses the mask most often trained on the task.
+
+Training is a plain loop over the clbench loader's batches of each Avalanche experience, not
+an Avalanche template: per-iteration callbacks cost about 16% of a LeNet step on this CPU, and
+the speed budget is 1.25x a hand-written loop.
+
+Bytes: ``bits`` = 8 (seed) + k·⌈P/8⌉ (packed masks) + k·8·C_bn (per-task BatchNorm mean and
+variance, float32); ``sparse`` (top-k masks) = 8 + Σ_tasks Σ_layers [2·nnz + 4·(cols + 1)]
++ k·8·C_bn, scipy's CSC with 16-bit row indices and 32-bit column pointers, an approximation of
+the paper's encoding.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from clbench.method import Answer, Bytes, EvalRequest, Method, Preset, refuse
+from clbench.params import Param
+from clbench.registry import register_method
+
+PER_TASK_BN = ("gemresnet18", "resnet50")
+MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
+               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
+ROTATED_EVAL = "2,5,10,15,20,25,30,35,36"
+
+
+@register_method
+class SupSup(Method):
+    name = "supsup"
+    description = "Supermasks in Superposition: a binary mask per task on a fixed random " \
+                  "network; task inferred by one gradient"
+    scenarios = frozenset({"gg", "gns", "gnu", "nns"})
+    models = ("lenet", "fc1024", "gemresnet18", "resnet50", "bnnet")
+    infers_task = True
+    uses_density = True
+    variants_param = "objective"
+    params = (
+        Param("mask", str, "threshold", "threshold: score >= 0 (density uncontrolled); topk: "
+              "edge-popup, keeps --density of each layer", choices=("threshold", "topk")),
+        Param("er_scale", int, 0, "topk with the ER layer-wise budget of integer scale S "
+              "(0: uniform --density)", low=0),
+        Param("init", str, "random", "scores of a new task: random, or transfer (mean of the "
+              "earlier tasks' scores)", choices=("random", "transfer")),
+        Param("output_size", int, 0, "output neurons (0: classes per task; extra ones are the "
+              "superfluous neurons G needs)", low=0),
+        Param("objective", str, ("H",), "task-inference objective(s); H,G evaluates both from "
+              "one training run", choices=("H", "G"), multiple=True),
+        Param("inference", str, "oneshot", "oneshot (one gradient) or binary (halving)",
+              choices=("oneshot", "binary")),
+        Param("infer_batch", int, 1, "images of each test batch that decide its task", low=1),
+        Param("optimizer", str, "rmsprop", "optimizer of the scores",
+              choices=("rmsprop", "adam", "sgd")),
+        Param("lr", float, 1e-4, "learning rate of the scores (--lr)", low=0.0),
+        Param("momentum", float, 0.9, "SGD momentum", low=0.0, high=1.0),
+        Param("weight_decay", float, 0.0, "weight decay on the scores", low=0.0),
+        Param("schedule", str, "none", "cosine: learning rate annealed over each task's epochs",
+              choices=("none", "cosine")),
+        Param("check_every", int, 100, "NNs: batches between task checks", low=1),
+        Param("mask_budget", int, 2500, "NNs: most masks ever allocated", low=1),
+        Param("epsilon", float, 0.125, "NNs: allocate when m*max softmax(-g) < 1 + epsilon",
+              low=0.0),
+    )
+    presets = (
+        Preset({"scenario": "gg"}, MNIST_PAPER, {"output_size": 100},
+               "PermutedMNIST, LeNet, RMSprop 1e-4, 1000 batches of 128 per task"),
+        Preset({"scenario": "gns"}, MNIST_PAPER, {"output_size": 100}, "as GNu"),
+        Preset({"scenario": "gnu"}, MNIST_PAPER, {"output_size": 100},
+               "Fig. 3 left: PermutedMNIST, LeNet, output 100, One-Shot with one image"),
+        Preset({"scenario": "nns"}, MNIST_PAPER, {"output_size": 500},
+               "Fig. 4: NNs, LeNet, output 500, check every 100 batches, budget 2500"),
+        Preset({"model": "fc1024", "benchmark": "permuted"}, {}, {"output_size": 500},
+               "Fig. 3 right: FC-1024, output 500"),
+        Preset({"preset": "paper", "benchmark": "rotated"},
+               {"model": "fc1024", "tasks": 36, "eval_at": ROTATED_EVAL},
+               {"output_size": 200, "inference": "binary", "infer_batch": 128},
+               "Fig. 5 left: RotatedMNIST, FC-1024, output 200, Binary on the full batch"),
+        Preset({"preset": "paper", "dataset": "cifar100"},
+               {"benchmark": "split", "model": "gemresnet18", "tasks": 20, "epochs": 250,
+                "iters": None, "seed": 0},
+               {"mask": "topk", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4,
+                "schedule": "cosine", "output_size": 0},
+               "Fig. 2 right: SplitCIFAR100, GEMResNet18, Adam 1e-3, 250 epochs; give the "
+               "density or er_scale (the paper sweeps S = 1..32)"),
+        Preset({"preset": "paper", "dataset": "imagenet"},
+               {"benchmark": "split", "model": "resnet50", "tasks": 100, "epochs": 100,
+                "iters": None, "batch_size": 256},
+               {"mask": "topk", "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
+                "schedule": "cosine", "output_size": 0},
+               "Fig. 2 left: SplitImageNet, ResNet-50, Adam 1e-3, wd 0, 100 epochs per task; "
+               "give er_scale (4, 8 or 16)"),
+    )
+    bytes_rules = {
+        "bits": "8 (seed) + k*ceil(P/8) (bit-packed masks) + k*8*C_bn (per-task BN mean, var)",
+        "sparse": "topk only: 8 + sum over tasks and layers of 2*nnz + 4*(cols+1), + k*8*C_bn",
+    }
+
+    @classmethod
+    def check(cls, options: dict[str, Any], params: dict[str, Any], props: Any) -> None:
+        scenario, model = options["scenario"], options["model"]
+        density, er_scale = options.get("density"), params["er_scale"]
+        if params["mask"] == "threshold":
+            if density is not None or er_scale:
+                refuse("threshold masks keep about half the weights, uncontrolled: "
+                       "--density and er_scale need --param mask=topk")
+        elif (density is None) == (not er_scale):
+            refuse("topk masks need exactly one of --density and --param er_scale")
+        if scenario != "gg" and model in PER_TASK_BN:
+            refuse(f"model '{model}' keeps per-task running BatchNorm statistics, which a "
+                   f"superposition of masks does not define: run it in gg, or use lenet, "
+                   f"fc1024 or bnnet in {scenario}")
+        if scenario != "gg" and model == "bnnet" and params["infer_batch"] < 2:
+            refuse("bnnet normalises with batch statistics: task inference needs "
+                   "--param infer_batch=2 or more")
+        outputs = params["output_size"] or props.classes_per_task
+        if outputs < props.classes_per_task:
+            refuse(f"output_size {outputs} is below the {props.classes_per_task} classes per task")
+        if "G" in params["objective"] and outputs == props.classes_per_task:
+            refuse("objective G needs superfluous neurons: set --param output_size above the "
+                   f"{props.classes_per_task} classes per task (the paper uses 100 or 500)")
+        if scenario == "nns" and params["init"] == "transfer":
+            refuse("init=transfer needs task boundaries, which NNs does not give")
+        if scenario == "nns" and params["mask"] == "topk":
+            refuse("NNs uses threshold masks (as the paper): drop mask=topk")
+
+    # ---------------------------------------------------------------- run time
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(ctx)
+        from math import prod
+
+        from clbench.methods.supermask import ScoreBank, build_model
+
+        p = ctx.params
+        self.classes = ctx.props.classes_per_task
+        self.net = build_model(
+            ctx.config.model, p["output_size"] or self.classes, ctx.config.seed,
+            mask=p["mask"], density=ctx.config.density, er_scale=p["er_scale"] or None,
+            init=p["init"], in_features=prod(ctx.props.input_shape),
+        ).to(ctx.device)
+        self.nns = ctx.scenario.name == "nns"
+        self.bank = ScoreBank(self.net) if self.nns else None
+        self.allocated: list[int] = []  # NNs: masks allocated after each task
+        self.trained_on: list[Counter] = []  # NNs: steps per mask, per task
+        self._nns_state: dict[str, Any] = {"count": 0, "current": 0, "optimizer": None}
+
+    def _optimizer(self, params: list[Any]) -> Any:
+        from clbench.strategy import make_optimizer
+
+        return make_optimizer(params, self.ctx.params)
+
+    def _epochs(self, index: int) -> Any:
+        """The task's batches, epoch by epoch (one pass of ``iters`` batches with --iters)."""
+        loader = self.ctx.train_loader(index)
+        for _ in range(self.ctx.config.epochs or 1):
+            yield loader
+
+    def train_experience(self, experience: Any) -> None:
+        if self.nns:
+            self._train_nns(experience.current_experience)
+            return
+        import torch
+        import torch.nn.functional as F
+
+        index = experience.task_label  # the task view: the given task id
+        if index != self.net.num_tasks:
+            raise RuntimeError(f"SupSup learns tasks in order: got task {index}, expected "
+                               f"{self.net.num_tasks}")
+        self.net.train()
+        self.net.new_task(self.ctx.generator("scores", index))
+        optimizer = self._optimizer(self.net.score_parameters())
+        schedule = None
+        if self.ctx.params["schedule"] == "cosine":
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=self.ctx.config.epochs or 1)
+        for loader in self._epochs(index):
+            for x, y, _ in loader:
+                loss = F.cross_entropy(self.net(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            if schedule is not None:
+                schedule.step()
+        self.net.commit_task()
+        self.net.eval()
+
+    def _train_nns(self, experience_index: int) -> None:
+        import torch.nn.functional as F
+
+        from clbench.methods.supermask import nns_choice, nns_gradient
+
+        p, state, bank = self.ctx.params, self._nns_state, self.bank
+        if state["optimizer"] is None:
+            bank.grow(1, self.ctx.generator("scores", 0))
+            state["count"] = 1
+            state["optimizer"] = self._optimizer(bank.parameters(0))
+            state["in_optimizer"] = 1
+        optimizer = state["optimizer"]
+        per_epoch = len(self.ctx.train_loader(experience_index).data)
+        per_epoch = -(-per_epoch // self.ctx.config.batch_size)
+        steps: Counter = Counter()
+        self.net.train()
+        for loader in self._epochs(experience_index):
+            for step, (x, y, _) in enumerate(loader):
+                if (step % per_epoch) % p["check_every"] == 0:
+                    m = max(state["count"], 5)
+                    g = nns_gradient(self.net, bank, x, m, self.ctx.generator("bank", m))
+                    choice = nns_choice(g, p["epsilon"])
+                    if choice is None:
+                        if state["count"] < p["mask_budget"]:
+                            choice = state["count"]
+                            state["count"] += 1
+                        else:
+                            choice = state["current"]
+                    state["current"] = choice
+                    bank.grow(choice + 1, self.ctx.generator("bank", choice + 1))
+                    while state["in_optimizer"] < bank.count:  # new rows join the optimizer
+                        optimizer.add_param_group(
+                            {"params": bank.parameters(state["in_optimizer"])})
+                        state["in_optimizer"] += 1
+                    bank.select(choice)
+                loss = F.cross_entropy(self.net(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps[state["current"]] += 1
+        self.net.eval()
+        self.allocated.append(state["count"])
+        self.trained_on.append(steps)
+
+    # ---------------------------------------------------------------- prediction
+
+    def _use(self, mask: int) -> None:
+        if self.nns:
+            self.bank.select(mask)
+        else:
+            self.net.use_task(mask)
+
+    def _forward(self, x: Any) -> Any:
+        return self.net(x)[:, : self.classes].argmax(1)
+
+    def _oracle_mask(self, task: int) -> int:
+        if not self.nns:
+            return task
+        return self.trained_on[task].most_common(1)[0][0]
+
+    def predict(self, requests: list[EvalRequest]) -> list[Answer]:
+        import torch
+
+        self.net.eval()
+        answers: dict[int, Answer] = {}
+        with torch.no_grad():
+            for i, r in enumerate(requests):
+                if r.task is not None:
+                    self._use(self._oracle_mask(r.task))
+                    answers[i] = Answer([self._forward(x) for x in r.batches])
+        inferring = [(i, r) for i, r in enumerate(requests) if r.task is None]
+        if inferring:
+            for i, answer in zip([i for i, _ in inferring],
+                                 self._infer_and_predict([r for _, r in inferring])):
+                answers[i] = answer
+        return [answers[i] for i in range(len(requests))]
+
+    def _infer_and_predict(self, requests: list[EvalRequest]) -> list[Answer]:
+        """Infer every batch's mask (all decisions at once per objective), then predict each
+        batch under its mask, grouped by mask so each mask is unpacked once."""
+        import torch
+
+        from clbench.methods.supermask import infer_tasks
+
+        p = self.ctx.params
+        heads = [h for r in requests for h in r.batches.heads(p["infer_batch"])]
+        where = [(i, b) for i, r in enumerate(requests) for b in range(len(r.batches))]
+        source, count = (self.bank, self._nns_state["count"]) if self.nns else (None, None)
+        variants: dict[str, list[int]] = {}
+        for objective in p["objective"]:
+            chosen: list[int] = []
+            for part in self._chunks(heads):
+                chosen += infer_tasks(
+                    self.net, torch.cat(part), [len(h) for h in part], method=p["inference"],
+                    objective=objective, real_classes=self.classes, source=source,
+                    num_masks=count,
+                ).tolist()
+            variants[objective] = chosen
+        by_mask: dict[int, set[tuple[int, int]]] = {}
+        for chosen in variants.values():
+            for mask, spot in zip(chosen, where):
+                by_mask.setdefault(mask, set()).add(spot)
+        predictions: dict[tuple[int, int, int], Any] = {}
+        with torch.no_grad():
+            for mask in sorted(by_mask):
+                self._use(mask)
+                for i, b in sorted(by_mask[mask]):
+                    predictions[(mask, i, b)] = self._forward(requests[i].batches[b])
+        out = []
+        first_row = 0
+        for i, r in enumerate(requests):
+            rows = range(first_row, first_row + len(r.batches))
+            first_row += len(r.batches)
+            per_variant = {
+                objective: Answer([predictions[(chosen[n], i, where[n][1])] for n in rows],
+                                  [chosen[n] for n in rows])
+                for objective, chosen in variants.items()
+            }
+            first = per_variant[p["objective"][0]]
+            out.append(Answer(first.predictions, first.tasks, per_variant))
+        return out
+
+    images_per_call = 1 << 16  # bounds the inputs of one inference call (masks are unpacked
+    # once per call; the inference itself bounds its own working memory)
+
+    def _chunks(self, heads: list[Any]) -> Any:
+        part: list[Any] = []
+        images = 0
+        for h in heads:
+            if part and images + len(h) > self.images_per_call:
+                yield part
+                part, images = [], 0
+            part.append(h)
+            images += len(h)
+        if part:
+            yield part
+
+    # ---------------------------------------------------------------- accounting
+
+    def bytes(self) -> dict[str, Bytes]:
+        from clbench.methods.supermask import SEED_BYTES, bits_bytes, sparse_bytes
+
+        if self.nns:
+            k = self._nns_state["count"]
+            return {"bits": Bytes(SEED_BYTES + k * self.net.store.row_bytes, "supsup-bits-v1")}
+        out = {"bits": Bytes(bits_bytes(self.net), "supsup-bits-v1")}
+        if self.ctx.params["mask"] == "topk":
+            out["sparse"] = Bytes(sparse_bytes(self.net), "supsup-csc16-v1")
+        return out
+
+    def extras(self) -> dict[str, Any]:
+        """``density`` (overall fraction kept, top-k), ``layer_densities``; NNs:
+        ``masks_allocated`` after each task, ``mask_steps`` (training steps per mask, per
+        task)."""
+        out: dict[str, Any] = {"overall_density": self.net.overall_density,
+                               "layer_densities": self.net.layer_densities}
+        if self.nns:
+            out["masks_allocated"] = self.allocated
+            out["mask_steps"] = [{str(k): v for k, v in sorted(c.items())}
+                                 for c in self.trained_on]
+        return out
