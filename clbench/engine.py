@@ -108,6 +108,8 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it)."""
     config = plan.config
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    environment = {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
+                   "machine": provenance.machine()}  # the code as it was when the run began
     clock = time.perf_counter()
     set_threads(config.threads)
     device = resolve_device(config.device)
@@ -160,8 +162,7 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
         "extras": method.extras(),
         "timing": timing,
         "peak_memory_mb": provenance.peak_memory_mb(),
-        "environment": {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
-                        "machine": provenance.machine()},
+        "environment": environment,
         "command": command,
         "started_at": started,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
