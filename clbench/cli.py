@@ -12,13 +12,11 @@ import typer
 
 from clbench.errors import ClbenchError
 
-EXAMPLES = """
+EXAMPLES = """\b
 Examples:
-
-  clbench run --method avalanche:naive --scenario gg --dataset mnist-5k --tasks 3 --iters 50
-
+  clbench run --method supsup --scenario gnu --dataset mnist-5k --tasks 10 --iters 300
   clbench run --method supsup --scenario gnu --tasks 250 --data-root ../shared/data
-
+  clbench run --method avalanche:naive --scenario gg --dataset mnist-5k --tasks 3 --iters 50
   clbench list methods -v
 """
 
@@ -127,6 +125,29 @@ def list_(
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     typer.echo(listing.render([what] if what else list(KINDS), verbose))
+
+
+@app.command()
+def report(
+    results: Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
+                                               "results/]")] = None,
+    out: Annotated[str, Opt(help="report folder (README.md, tables/, plots/)")] = "reports",
+    method: Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")] = None,
+    scenario: Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")] = None,
+    benchmark: Annotated[Optional[list[str]], Opt(help="only this benchmark (repeatable)")]
+    = None,
+    dataset: Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")] = None,
+    tag: Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
+    = None,
+) -> None:
+    """Tables and plots of the records in a results folder, over seeds (reads records only)."""
+    from clbench.report import Filters, write_report
+
+    filters = Filters(*(tuple(v or ()) for v in (method, scenario, benchmark, dataset, tag)))
+    try:
+        typer.echo(write_report(results, out, filters))
+    except ClbenchError as exc:
+        raise fail(str(exc)) from None
 
 
 def main() -> None:

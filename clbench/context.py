@@ -43,7 +43,8 @@ class RunContext:
         self.device = device
         self.tick = tick
         self._defs = task_defs
-        self._x = {"train": source.train.x.to(device), "test": source.test.x.to(device)}
+        self._x = {name: split.x.to(device) if hasattr(split, "x") else split  # files: as is
+                   for name, split in (("train", source.train), ("test", source.test))}
         self._y = {"train": source.train.y.to(device), "test": source.test.y.to(device)}
         self._cache: OrderedDict[tuple[int, str], TaskData] = OrderedDict()
 

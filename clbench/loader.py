@@ -6,6 +6,8 @@ these batches (Avalanche's own through :mod:`clbench.streams`).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -50,15 +52,28 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(
-        self, positions: torch.Tensor, *, train: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The samples at ``positions`` (indices into this task), transformed as one batch."""
+    @property
+    def on_disk(self) -> bool:
+        """Whether samples are decoded from files (imagenet) rather than gathered from memory."""
+        return hasattr(self.x, "read")
+
+    def raw(self, positions: torch.Tensor) -> torch.Tensor:
+        """uint8 samples at ``positions``: one gather from memory, or decoded from files."""
         positions = positions.to(self.labels.device)
         rows = positions if self.rows is None else self.rows[positions]
-        x = self.transform(self.x[rows], train=train, generator=generator)
-        return x, self.labels[positions]
+        if self.on_disk:
+            return self.x.read(rows.cpu()).to(self.labels.device)
+        return self.x[rows]
+
+    def batch(
+        self, positions: torch.Tensor, *, train: bool = False,
+        generator: torch.Generator | None = None, raw: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The samples at ``positions`` (indices into this task), transformed as one batch;
+        ``raw`` gives their uint8 pixels when already read (by a loader worker)."""
+        pixels = self.raw(positions) if raw is None else raw.to(self.labels.device)
+        x = self.transform(pixels, train=train, generator=generator)
+        return x, self.labels[positions.to(self.labels.device)]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         """One sample as ``(x, y, task_label)``: equal to the batch path, for Avalanche plugins
@@ -102,12 +117,25 @@ class TestBatches(Sequence):
         return list(x.split([len(f) for f in firsts]))
 
 
+class _FileBatches:
+    """Map-style dataset whose items are whole batches of decoded pixels (for DataLoader
+    workers; the transform runs afterwards, on the device, on the whole batch)."""
+
+    def __init__(self, data: TaskData) -> None:
+        self.data = data
+
+    def __getitem__(self, positions: torch.Tensor) -> torch.Tensor:
+        rows = positions if self.data.rows is None else self.data.rows.cpu()[positions]
+        return self.data.x.read(rows)
+
+
 class TrainLoader:
     """Training batches ``(x, y, task_labels)`` of one task; each iteration is one epoch.
 
     With ``iters`` an iteration yields exactly ``iters`` batches, reshuffling whenever the data
     is exhausted (1000 batches of 128 from 60,000 samples = 469 + 469 + 62, last batch of each
     pass partial, as a shuffled DataLoader gives them); with ``epochs`` it yields one pass.
+    On-disk sources (imagenet) are decoded by DataLoader worker processes, a batch at a time.
     """
 
     def __init__(
@@ -116,6 +144,7 @@ class TrainLoader:
     ) -> None:
         self.data, self.batch_size, self.iters = data, batch_size, iters
         self.generator, self.tick = generator, tick
+        self.workers = min(4, os.cpu_count() or 1)  # decoding processes for on-disk data
 
     def __len__(self) -> int:
         if self.iters is not None:
@@ -132,18 +161,32 @@ class TrainLoader:
             if self.iters is None:
                 return
 
+    def _raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Positions of each batch, with their pixels when files are decoded by workers."""
+        positions = self._positions()
+        if self.iters is not None:
+            positions = itertools.islice(positions, self.iters)
+        if not self.data.on_disk:
+            for p in positions:
+                yield p, None
+            return
+        import torch
+
+        chunks = list(positions)  # the order is fixed before workers start
+        loader = torch.utils.data.DataLoader(
+            _FileBatches(self.data), sampler=chunks, batch_size=None, num_workers=self.workers,
+            prefetch_factor=2 if self.workers else None,
+        )
+        yield from zip(chunks, loader)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         import torch
 
-        count = 0
         task = None
-        for positions in self._positions():
-            if self.iters is not None and count >= self.iters:
-                return
-            x, y = self.data.batch(positions, train=True, generator=self.generator)
+        for positions, raw in self._raw():
+            x, y = self.data.batch(positions, train=True, generator=self.generator, raw=raw)
             if task is None or len(task) != len(y):
                 task = torch.full_like(y, self.data.task_label)
-            count += 1
             if self.tick is not None:
                 self.tick()
             yield x, y, task

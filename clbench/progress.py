@@ -1,4 +1,5 @@
-"""A one-line progress bar with ETA on stderr (tasks x iterations), drawn only on a terminal."""
+"""Progress with ETA on stderr (tasks x iterations): a redrawn bar on a terminal, otherwise a
+line at most every 30 seconds (for runs left in the background with their output in a log)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ class Progress:
 
     def __init__(self, total: int, label: str = "", enabled: bool = True) -> None:
         self.total, self.label = max(1, total), label
-        self.enabled = enabled and sys.stderr.isatty()
+        self.enabled = enabled
+        self.terminal = sys.stderr.isatty()
         self.done = 0
         self.start = 0.0  # set at the first step, so setup time does not skew the ETA
         self._last = 0.0
@@ -22,13 +24,14 @@ class Progress:
         if self.done == 0:
             self.start = now
         self.done += 1
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+        every = 0.1 if self.terminal else 30.0
+        if self.enabled and (now - self._last > every or self.done == self.total):
             self._last = now
             self.draw(now)
 
     def set_note(self, note: str) -> None:
         self.note = note
-        if self.enabled and self.done:
+        if self.enabled and self.done and self.terminal:
             self.draw(time.perf_counter())
 
     def draw(self, now: float) -> None:
@@ -36,14 +39,13 @@ class Progress:
         frac = min(1.0, self.done / self.total)
         eta = elapsed / frac - elapsed if frac > 0 else 0.0
         bar = "#" * int(frac * 24)
-        sys.stderr.write(
-            f"\r{self.label} [{bar:<24}] {frac:6.1%} {fmt(elapsed)} elapsed, ETA {fmt(eta)} "
-            f"{self.note}\x1b[K"
-        )
+        line = (f"{self.label} [{bar:<24}] {frac:6.1%} {fmt(elapsed)} elapsed, ETA {fmt(eta)} "
+                f"{self.note}")
+        sys.stderr.write(f"\r{line}\x1b[K" if self.terminal else f"{line}\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.terminal:
             sys.stderr.write("\n")
             sys.stderr.flush()
 

@@ -133,8 +133,11 @@ def test_test_order_depends_on_checkpoint_and_task_but_is_reproducible():
 
 
 def test_a_thousand_task_stream_builds_in_seconds():
+    import avalanche.benchmarks.scenarios.dataset_scenario  # noqa: F401 - import is not the build
+
     from clbench.streams import build_benchmark
 
+    make_ctx(tasks=1)
     start = time.perf_counter()
     ctx = make_ctx(tasks=1000)
     bench = build_benchmark(ctx)
@@ -142,7 +145,7 @@ def test_a_thousand_task_stream_builds_in_seconds():
     elapsed = time.perf_counter() - start
     assert len(bench.train_stream) == 1000 and exp.task_label == 999
     assert exp.classes_in_this_experience == set(range(10))
-    assert elapsed < 10, elapsed
+    assert elapsed < 3, elapsed
 
 
 def test_normalisation_is_per_channel():
@@ -163,3 +166,33 @@ def test_taxonomy_views():
     with pytest.raises(ClbenchError):
         gnu.label_view(False, "task")
     assert not nns.task_id_train and gnu.wrong_task_is_wrong and not gns.wrong_task_is_wrong
+
+
+def test_on_disk_images_stream_through_workers(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for c, wnid in enumerate(("n001", "n002")):
+            folder = tmp_path / "imagenet" / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(3):
+                colour = (200 * c, 40 * i, 90)
+                Image.new("RGB", (48, 40), colour).save(folder / f"{i}.JPEG", quality=95)
+    source = load_source("imagenet", tmp_path)
+    props = Split.properties(source.info, 1)
+    defs, _ = Split.build(source, 1, 0)
+    config = RunConfig(
+        method="m", scenario="gg", benchmark="split", dataset="imagenet",
+        data_identity=source.identity, model="resnet50", params={}, density=None,
+        label_view="task", tasks=1, iters=None, epochs=1, batch_size=4, eval_batch_size=4,
+        seed=0, data_seed=0, threads=1, device="cpu", eval_at=[1], val_fraction=0.0)
+    ctx = RunContext(config, GG, props, source, defs, torch.device("cpu"))
+    loader = ctx.train_loader(0)
+    loader.workers = 2
+    batches = list(loader)
+    assert [len(y) for _, y, _ in batches] == [4, 2]
+    x, y, _ = batches[0]
+    assert x.shape == (4, 3, 224, 224) and set(torch.cat([b[1] for b in batches]).tolist()) == {
+        0, 1}
+    single, label, _ = ctx.task_data(0, "train")[0]
+    assert single.shape == (3, 224, 224) and label in (0, 1)
