@@ -1,0 +1,277 @@
+"""The report's tables: one row per group, rendered as Markdown (human units) and CSV (numbers).
+
+Accuracies are percentages; a ``Stat`` cell is the mean ± sample standard deviation over the
+group's seeds, and a CSV holds its mean and std as two columns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from clbench.report.published import Published, matching
+from clbench.report.runs import Group, Skipped, Stat
+
+#: Checkpoints shown in the accuracy-by-tasks table, besides 10 and each group's last one:
+#: every 50 up to 250 (Fig. 3), every 500 beyond (Fig. 4).
+STEP_TO_250, STEP_BEYOND = 50, 500
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    kind: str = "text"  # text, int, pct, bytes, seconds, mb
+
+    @property
+    def csv(self) -> str:
+        name = self.label.replace("%", "pct")
+        return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+@dataclass
+class Table:
+    slug: str
+    title: str
+    note: str
+    columns: list[Column]
+    rows: list[list[Any]]
+
+    def markdown(self) -> str:
+        head = "| " + " | ".join(c.label for c in self.columns) + " |"
+        rule = "|" + "|".join("---" if c.kind == "text" else "---:" for c in self.columns) + "|"
+        body = ["| " + " | ".join(_cell(fmt(v, c.kind)) for v, c in zip(row, self.columns))
+                + " |" for row in self.rows]
+        return "\n".join([head, rule, *body])
+
+    def csv_rows(self) -> list[list[str]]:
+        """Header and rows; a column holding stats becomes ``<name>_mean`` and ``<name>_std``."""
+        stats = [any(isinstance(row[i], Stat) for row in self.rows)
+                 for i in range(len(self.columns))]
+        header: list[str] = []
+        for c, s in zip(self.columns, stats):
+            header += [f"{c.csv}_mean", f"{c.csv}_std"] if s else [c.csv]
+        out = [header]
+        for row in self.rows:
+            line: list[str] = []
+            for value, s in zip(row, stats):
+                if isinstance(value, Stat):
+                    line += [_number(value.mean), _number(value.std)]
+                else:
+                    line += [_number(value), ""] if s else [_number(value)]
+            out.append(line)
+        return out
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def human_bytes(value: float | None, std: float | None = None, digits: int | None = None) -> str:
+    """Decimal units, like the paper's "195.18 M"; ``digits`` significant digits instead of two
+    decimals."""
+    if value is None:
+        return "—"
+    scale, unit = 1.0, "B"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1000 * scale or unit == "TB":
+            break
+        scale *= 1000
+    spec = f".{digits}g" if digits else ".0f" if unit == "B" else ".2f"
+    text = f"{value / scale:{spec}}"
+    if std:
+        text += f" ± {std / scale:{spec}}"
+    return f"{text} {unit}"
+
+
+DIGITS = {"pct": 2, "seconds": 1, "mb": 1}
+
+
+def fmt(value: Any, kind: str) -> str:
+    """One cell for Markdown."""
+    if value is None or (isinstance(value, Stat) and value.mean is None):
+        return "—"
+    if kind == "bytes":
+        return human_bytes(value.mean, value.std) if isinstance(value, Stat) else human_bytes(
+            value)
+    if kind in DIGITS:
+        d = DIGITS[kind]
+        if isinstance(value, Stat):
+            return f"{value.mean:.{d}f}" + (f" ± {value.std:.{d}f}" if value.std is not None
+                                             else "")
+        return f"{value:.{d}f}"
+    return str(value)
+
+
+# ------------------------------------------------------------------ the tables
+
+
+def final(name: str) -> Any:
+    return lambda run: run.final[name]
+
+
+def published_cell(values: list[Published]) -> str:
+    parts = []
+    for p in values:
+        numbers = [f"{p.accuracy:.2f} %" if p.accuracy is not None else "",
+                   human_bytes(p.bytes) if p.bytes is not None else ""]
+        parts.append(" · ".join(n for n in numbers if n) + f" [{p.id}]")
+    return "; ".join(parts) or None
+
+
+def accuracy_bytes(groups: list[Group], published: list[Published]) -> Table:
+    encodings = sorted({e for g in groups for r in g.runs for e in r.bytes()})
+    paper = [published_cell(matching(published, g)) for g in groups]
+    columns = [Column("group"), Column("n", "int"), Column("seeds"), Column("tasks", "int"),
+               Column("accuracy (%)", "pct"),
+               *(Column(f"bytes ({e})", "bytes") for e in encodings)]
+    if any(paper):
+        columns.append(Column("published"))
+    rows = []
+    for g, p in zip(groups, paper):
+        row = [g.name, len(g.runs), g.seeds, g.config["tasks"],
+               g.stat(final("accuracy"), 100),
+               *(g.stat(lambda r, e=e: r.bytes().get(e)) for e in encodings)]
+        rows.append(row + [p] if any(paper) else row)
+    formulas = sorted({(e, v["formula"]) for g in groups for r in g.runs
+                       for e, v in (r.record["checkpoints"][-1].get("bytes") or {}).items()})
+    note = ("Mean accuracy over all tasks after the last task, in the scenario's rule, and what "
+            "the method stores then, per encoding (decimal units: 1 MB = 10^6 bytes). "
+            + ("Encodings: " + "; ".join(f"{e} = `{f}`" for e, f in formulas) + ". "
+               if formulas else "")
+            + ("Published values matching a group's setting are in the last column." if any(
+                paper) else ""))
+    return Table("accuracy-bytes", "Accuracy and bytes", note.strip(), columns, rows)
+
+
+def milestones(groups: list[Group]) -> list[int]:
+    """10, every 50 up to 250, every 500 beyond, and each group's last checkpoint."""
+    points = set()
+    for g in groups:
+        for t in g.curve("accuracy"):
+            if t == 10 or (t % STEP_TO_250 == 0 and t <= 250) or t % STEP_BEYOND == 0:
+                points.add(t)
+        points.add(max(g.curve("accuracy")))
+    return sorted(points)
+
+
+def accuracy_by_tasks(groups: list[Group]) -> Table:
+    points = milestones(groups)
+    columns = [Column("group"), Column("n", "int"),
+               *(Column(f"after {t}", "pct") for t in points)]
+    rows = []
+    for g in groups:
+        curve = g.curve("accuracy")
+        rows.append([g.name, len(g.runs), *(curve.get(t) for t in points)])
+    note = ("Mean accuracy (%) over the tasks learned so far, in the scenario's rule, after 10, "
+            "50, 100, … tasks (as Fig. 3 and 4 of the paper) and after each group's last task; "
+            "— where a group has no checkpoint.")
+    return Table("accuracy-by-tasks", "Accuracy after N tasks", note, columns, rows)
+
+
+def inference(groups: list[Group]) -> Table:
+    columns = [Column("group"), Column("n", "int"), Column("accuracy (%)", "pct"),
+               Column("task inference (%)", "pct"), Column("oracle accuracy (%)", "pct")]
+    rows = [[g.name, len(g.runs), g.stat(final("accuracy"), 100),
+             g.stat(final("task_inference"), 100), g.stat(final("oracle_accuracy"), 100)]
+            for g in groups]
+    note = ("After the last task: the scenario's accuracy, the task-inference accuracy (share of "
+            "correct decisions; — where the task is given or the method infers none) and the "
+            "oracle accuracy (the true task given) of the same run.")
+    return Table("task-inference", "Task inference and the oracle", note, columns, rows)
+
+
+def forgetting(groups: list[Group]) -> Table:
+    columns = [Column("group"), Column("n", "int"), Column("accuracy (%)", "pct"),
+               Column("forgetting (pp)", "pct"), Column("backward transfer (pp)", "pct")]
+    rows = [[g.name, len(g.runs), g.stat(final("accuracy"), 100),
+             g.stat(final("forgetting"), 100), g.stat(final("backward_transfer"), 100)]
+            for g in groups]
+    note = ("From the oracle matrix: forgetting is the mean over all tasks but the last of the "
+            "best earlier accuracy minus the final one; backward transfer the mean of the final "
+            "accuracy minus the accuracy right after learning (the diagonal). Percentage points.")
+    return Table("forgetting", "Forgetting and backward transfer", note, columns, rows)
+
+
+def cost(groups: list[Group]) -> Table:
+    columns = [Column("run"), Column("n", "int"), Column("threads", "int"), Column("device"),
+               Column("total (s)", "seconds"), Column("train (s)", "seconds"),
+               Column("eval (s)", "seconds"), Column("train per task (s)", "seconds"),
+               Column("peak memory (MB)", "mb")]
+    rows, seen = [], set()
+    for g in groups:
+        if g.key in seen:
+            continue
+        seen.add(g.key)
+        rows.append([
+            g.run_name, len(g.runs), g.config["threads"], g.config["device"],
+            g.stat(timing("total_s")), g.stat(timing("train_s")), g.stat(timing("eval_s")),
+            g.stat(lambda r: _mean(r.record["timing"].get("train_s_per_task"))),
+            g.stat(lambda r: r.record.get("peak_memory_mb"))])
+    note = ("Wall time of each run (variants evaluated in one run share it) and the process's "
+            "peak memory.")
+    return Table("cost", "Wall time and peak memory", note, columns, rows)
+
+
+def timing(key: str) -> Any:
+    return lambda run: run.record["timing"].get(key)
+
+
+def _mean(values: list[float] | None) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def published_table(groups: list[Group], published: list[Published]) -> Table:
+    columns = [Column("id"), Column("paper label"), Column("setting"), Column("accuracy (%)"),
+               Column("bytes", "bytes"), Column("source"), Column("clbench group"),
+               Column("n", "int"), Column("clbench accuracy (%)", "pct")]
+    rows = []
+    for p in published:
+        accuracy = "—" if p.accuracy is None else f"{p.accuracy:.2f}" + (
+            f" ({p.range[0]:.2f}–{p.range[1]:.2f})" if p.range else "")
+        label = p.label + (f" ({p.note})" if p.note else "")
+        setting = ("reference only" if p.setting is None
+                   else ", ".join(f"{k}={v}" for k, v in p.setting.items()))
+        head = [p.id, label, setting, accuracy, p.bytes, p.source]
+        found = [g for g in groups if p.matches(g)]
+        for g in found:
+            rows.append(head + [g.name, len(g.runs), g.stat(final("accuracy"), 100)])
+        if not found:
+            rows.append(head + ["no matching runs", None, None])
+    note = ("Values from the SupSup paper and the official implementation "
+            "(`clbench/report/published.yaml`), each with its source and whether it was read "
+            "exactly or off a plot, beside the clbench groups run in the same setting "
+            "(method, scenario, benchmark, dataset, tasks and, where given, model and params).")
+    return Table("published", "Published numbers", note, columns, rows)
+
+
+def groups_table(groups: list[Group]) -> Table:
+    columns = [Column("group"), Column("config key"), Column("seeds"), Column("tags"),
+               Column("records")]
+    rows = [[g.name, g.key, g.seeds, g.tags or "—", "; ".join(r.path for r in g.runs)]
+            for g in groups]
+    note = ("Each group is the runs whose configs are equal but for the seed and the data seed "
+            "(`RunConfig.group_key`); tags name the experiments the runs belong to.")
+    return Table("groups", "Groups and their records", note, columns, rows)
+
+
+def skipped_table(skipped: list[Skipped]) -> Table:
+    rows = [[s.path, s.reason] for s in skipped]
+    return Table("skipped", "Skipped records", "Records that are corrupt, half-written, failed "
+                 "or malformed; paths are relative to the results folder.",
+                 [Column("record"), Column("reason")], rows)
+
+
+def build(groups: list[Group], published: list[Published], skipped: list[Skipped]) -> list[Table]:
+    """Every table of the report, in page order."""
+    return [accuracy_bytes(groups, published), accuracy_by_tasks(groups), inference(groups),
+            forgetting(groups), cost(groups), published_table(groups, published),
+            groups_table(groups), skipped_table(skipped)]

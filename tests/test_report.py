@@ -1,0 +1,321 @@
+"""clbench report: tables against hand-computed numbers, skipped records, filters, grouping,
+plot images, published values and byte-identical regeneration, all from fixture records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clbench import metrics
+from clbench.config import RunConfig
+from clbench.errors import ClbenchError
+from clbench.report import Filters, write_report
+from clbench.report import published as published_values
+from clbench.report.runs import collect
+from clbench.store import Store
+
+
+def make_record(method: str = "supsup", scenario: str = "gnu", seed: int = 0, *,
+                rows: list[list[float]], variants: tuple[str, ...] = ("H",),
+                inference: list[list[float]] | None = None, bytes_: int = 1000,
+                threads: int = 1, tags: tuple[str, ...] = (), tasks_at: list[int] | None = None,
+                masks: list[int] | None = None, total_s: float = 10.0,
+                **config: object) -> dict:
+    """A complete schema-v1 record whose scenario and oracle accuracies are ``rows`` (one row
+    per checkpoint, one value per task learned) for every variant."""
+    tasks_at = tasks_at or list(range(1, len(rows) + 1))
+    data_identity = {"name": "synthetic", "train": 10, "test": 10, "checksum": "x", "note": ""}
+    cfg = {"method": method, "scenario": scenario, "benchmark": "permuted",
+           "dataset": "synthetic", "data_identity": data_identity, "model": "lenet",
+           "params": {"lr": 0.1}, "density": None, "label_view": "task", "tasks": tasks_at[-1],
+           "iters": 5, "epochs": None, "batch_size": 8, "eval_batch_size": 8, "seed": seed,
+           "data_seed": seed, "threads": threads, "device": "cpu", "eval_at": tasks_at,
+           "val_fraction": 0.0, "plugin": None, "tags": list(tags)}
+    cfg.update(config)
+    diagonal = [rows[-1][0]] * tasks_at[-1]
+    for t, row in zip(tasks_at, rows):
+        diagonal[t - 1] = row[t - 1]
+    checkpoints = [{"after_tasks": t, "oracle": row,
+                    "accuracy": {v: row for v in variants},
+                    "task_inference": {v: inference[i] if inference else None for v in variants},
+                    "bytes": {"bits": {"bytes": bytes_ * t, "formula": "test-bits"}}}
+                   for i, (t, row) in enumerate(zip(tasks_at, rows))]
+    final = {v: {"accuracy": metrics.average(rows[-1]), "oracle_accuracy": metrics.average(
+        rows[-1]), "task_inference": metrics.average(inference[-1]) if inference else None,
+        "forgetting": metrics.forgetting(rows, diagonal),
+        "backward_transfer": metrics.backward_transfer(rows, diagonal)} for v in variants}
+    return {"schema_version": 1, "run_id": RunConfig.from_dict(cfg).run_id, "status": "complete",
+            "error": None, "config": cfg, "variants": list(variants), "diagonal": diagonal,
+            "checkpoints": checkpoints, "final": final,
+            "extras": {"masks_allocated": masks} if masks else {},
+            "timing": {"setup_s": 1.0, "train_s": total_s - 2, "eval_s": 1.0,
+                       "total_s": total_s, "train_s_per_task": [1.0] * tasks_at[-1]},
+            "peak_memory_mb": 500.0 + seed}
+
+
+def save(root: Path, record: dict) -> Path:
+    return Store(root).write(record)
+
+
+def fixture_records(root: Path) -> None:
+    """supsup GNu H,G over three seeds, naive GG over two, supsup NNs over one, and a
+    corrupt, a half-written, a non-record and a failed record."""
+    for seed, last in ((0, [0.8, 0.8]), (1, [0.9, 0.9]), (2, [0.85, 0.85])):
+        save(root, make_record("supsup", "gnu", seed, rows=[[0.9], last], variants=("H", "G"),
+                               inference=[[1.0], [1.0, 0.5 + 0.25 * seed]], bytes_=1000 + seed,
+                               tags=("exp-a",), total_s=10.0 + seed))
+    for seed, rows in ((0, [[0.9], [0.6, 0.8]]), (1, [[0.7], [0.4, 0.9]])):
+        save(root, make_record("naive", "gg", seed, rows=rows, variants=("default",),
+                               bytes_=4_000_000, tags=("exp-b",)))
+    save(root, make_record("supsup", "nns", 1, rows=[[0.5], [0.5, 0.6], [0.5, 0.6, 0.7]],
+                           masks=[1, 2, 4]))
+    good = save(root, make_record("naive", "gg", 5, rows=[[0.5]], variants=("default",)))
+    (root / "corrupt").mkdir()
+    (root / "corrupt" / "record.json").write_bytes(b"\x00\xff not json")
+    (root / "half").mkdir()
+    (root / "half" / "record.json").write_text(good.read_text()[:200])
+    good.unlink()
+    (root / "other").mkdir()
+    (root / "other" / "record.json").write_text('{"hello": 1}')
+    failed = make_record("supsup", "gnu", 9, rows=[[0.1]], variants=("H", "G"))
+    failed.update(status="failed", error="RuntimeError: out of memory\ntraceback line")
+    save(root, failed)
+
+
+def csv_rows(path: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    key = "group" if "group" in rows[0] else next(iter(rows[0]))
+    return {row[key]: row for row in rows}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    fixture_records(root)
+    out = tmp_path_factory.mktemp("report")
+    summary = write_report(root, out)
+    return root, out, summary
+
+
+GNU_H = "supsup H · gnu · permuted · synthetic · lenet"
+GNU_G = "supsup G · gnu · permuted · synthetic · lenet"
+GG = "naive · gg · permuted · synthetic · lenet"
+NNS = "supsup H · nns · permuted · synthetic · lenet"
+
+
+def test_tables_hold_hand_computed_means_and_stds(report):
+    _, out, _ = report
+    acc = csv_rows(out / "tables" / "accuracy-bytes.csv")
+    assert list(acc) == [GG, GNU_H, GNU_G, NNS]
+    # supsup GNu: final accuracies 80, 90, 85 -> mean 85, sample std 5
+    assert float(acc[GNU_H]["accuracy_pct_mean"]) == pytest.approx(85.0)
+    assert float(acc[GNU_H]["accuracy_pct_std"]) == pytest.approx(5.0)
+    assert acc[GNU_H]["n"] == "3" and acc[GNU_H]["seeds"] == "0, 1, 2"
+    # bytes after 2 tasks: 2000, 2002, 2004 -> 2002 ± 2
+    assert float(acc[GNU_H]["bytes_bits_mean"]) == pytest.approx(2002.0)
+    assert float(acc[GNU_H]["bytes_bits_std"]) == pytest.approx(2.0)
+    # naive GG: (60+80)/2 = 70 and (40+90)/2 = 65 -> 67.5 ± 3.5355
+    assert float(acc[GG]["accuracy_pct_mean"]) == pytest.approx(67.5)
+    assert float(acc[GG]["accuracy_pct_std"]) == pytest.approx(2.5 * 2 ** 0.5)
+    assert acc[NNS]["accuracy_pct_std"] == ""  # one seed: no std
+    by_tasks = csv_rows(out / "tables" / "accuracy-by-tasks.csv")
+    assert float(by_tasks[GNU_H]["after_2_mean"]) == pytest.approx(85.0)
+    assert float(by_tasks[GG]["after_2_mean"]) == pytest.approx(67.5)
+    assert float(by_tasks[NNS]["after_3_mean"]) == pytest.approx(60.0)
+    assert by_tasks[GG]["after_3_mean"] == ""
+    inference = csv_rows(out / "tables" / "task-inference.csv")
+    # final task inference per seed: mean(1, .5), mean(1, .75), mean(1, 1) -> 87.5 ± 12.5
+    assert float(inference[GNU_G]["task_inference_pct_mean"]) == pytest.approx(87.5)
+    assert float(inference[GNU_G]["task_inference_pct_std"]) == pytest.approx(12.5)
+    assert inference[GG]["task_inference_pct_mean"] == ""
+    forgetting = csv_rows(out / "tables" / "forgetting.csv")
+    # naive GG: task 0 dropped 90 -> 60 and 70 -> 40: forgetting 30 ± 0, BWT -30
+    assert float(forgetting[GG]["forgetting_pp_mean"]) == pytest.approx(30.0)
+    assert float(forgetting[GG]["backward_transfer_pp_mean"]) == pytest.approx(-30.0)
+    cost = csv_rows(out / "tables" / "cost.csv")
+    run = "supsup · gnu · permuted · synthetic · lenet"
+    assert float(cost[run]["total_s_mean"]) == pytest.approx(11.0)
+    assert float(cost[run]["peak_memory_mb_mean"]) == pytest.approx(501.0)
+    readme = (out / "README.md").read_text()
+    assert "| 85.00 ± 5.00 | 2.00 ± 0.00 kB |" in readme
+
+
+def test_corrupt_half_written_and_failed_records_are_listed_and_skipped(report):
+    root, out, summary = report
+    skipped = csv_rows(out / "tables" / "skipped.csv")
+    assert set(skipped) == {"corrupt/record.json", "half/record.json", "other/record.json",
+                            "supsup-gnu-permuted-synthetic-s9-"
+                            + make_record(seed=9, rows=[[0.1]], variants=("H", "G"))["run_id"]
+                            + "/record.json"}
+    assert "unreadable" in skipped["half/record.json"]["reason"]
+    assert "not a clbench record" in skipped["other/record.json"]["reason"]
+    failed = next(v for k, v in skipped.items() if "-s9-" in k)
+    assert failed["reason"] == "failed: RuntimeError: out of memory"
+    assert summary.count("\nskipped ") == 4 and str(root / "corrupt" / "record.json") in summary
+    assert "## Skipped records" in (out / "README.md").read_text()
+
+
+def test_a_complete_record_with_missing_parts_is_skipped(tmp_path):
+    record = make_record(rows=[[0.5]])
+    del record["checkpoints"][0]["accuracy"]
+    save(tmp_path, record)
+    save(tmp_path, make_record(rows=[[0.5]], seed=1))
+    collection = collect(tmp_path)
+    assert [len(g.runs) for g in collection.groups] == [1]
+    assert "malformed record (KeyError" in collection.skipped[0].reason
+
+
+def test_filters_keep_matching_records(tmp_path):
+    fixture_records(tmp_path)
+    names = lambda f: [g.name for g in collect(tmp_path, f).groups]  # noqa: E731
+    assert names(Filters(method=("naive",))) == [GG]
+    assert names(Filters(scenario=("gnu", "nns"))) == [GNU_H, GNU_G, NNS]
+    assert names(Filters(tag=("exp-b",))) == [GG]
+    assert names(Filters(benchmark=("rotated",))) == []
+    assert names(Filters(dataset=("synthetic",), method=("supsup",))) == [GNU_H, GNU_G, NNS]
+    with pytest.raises(ClbenchError, match="match --method nope: methods: naive, supsup"):
+        write_report(tmp_path, tmp_path / "out", Filters(method=("nope",)))
+    with pytest.raises(ClbenchError, match="no records under"):
+        write_report(tmp_path / "empty", tmp_path / "out")
+
+
+def test_groups_are_configs_without_their_seeds(tmp_path):
+    rows = [[0.5]]
+    save(tmp_path, make_record(seed=0, rows=rows))
+    save(tmp_path, make_record(seed=1, rows=rows))
+    save(tmp_path, make_record(seed=2, rows=rows, data_seed=7))
+    save(tmp_path, make_record(seed=0, rows=rows, threads=2))
+    save(tmp_path, make_record(seed=0, rows=rows, params={"lr": 0.5}, tags=("x",)))
+    groups = collect(tmp_path).groups
+    by_name = {g.name: g for g in groups}
+    assert len(groups) == 3
+    base = "supsup H · gnu · permuted · synthetic · lenet"
+    assert by_name[f"{base} · lr=0.1 · threads=1"].seeds == "0, 1, 2 (data 7)"
+    assert by_name[f"{base} · lr=0.1 · threads=2"].seeds == "0"
+    assert by_name[f"{base} · lr=0.5 · threads=1"].tags == "x"
+    assert len({g.key for g in groups}) == 3
+
+
+def test_plots_are_images_of_the_expected_size(report):
+    from matplotlib.image import imread
+
+    from clbench.report.plots import DPI, HEATMAP, PANEL
+
+    _, out, _ = report
+    two_by_two = (round(2 * PANEL[0] * DPI), round(2 * PANEL[1] * DPI))  # gg, gnu, nns panels
+    one = (round(PANEL[0] * DPI), round(PANEL[1] * DPI))
+    heat = (round(HEATMAP[0] * DPI), round(HEATMAP[1] * DPI))
+    expected = {"accuracy-vs-tasks": two_by_two, "accuracy-vs-bytes": two_by_two,
+                "task-inference-vs-tasks": one, "nns-masks": one,
+                **{f"heatmap-{i:02d}-": heat for i in range(1, 5)}}
+    for prefix, (width, height) in expected.items():
+        (png,) = (out / "plots").glob(f"{prefix}*.png")
+        image = imread(png)
+        assert image.shape[:2] == (height, width), png.name
+        assert image[..., :3].std() > 0.05, f"{png.name} looks blank"
+        svg = png.with_suffix(".svg").read_text()
+        assert svg.startswith("<?xml") and "<dc:date>" not in svg
+        assert "![" in (out / "README.md").read_text() and f"plots/{png.name}" in (
+            out / "README.md").read_text()
+    assert len(list((out / "plots").glob("*.png"))) == len(expected)
+
+
+def test_published_values_have_sources_and_show_beside_matching_groups(tmp_path):
+    values = published_values.load()
+    assert {"splitimagenet-supsup-s16", "permutedmnist-gnu-250-supsup",
+            "permutedmnist-gg-20-official"} <= {v.id for v in values}
+    official = next(v for v in values if v.id == "permutedmnist-gg-20-official")
+    assert official.accuracy == 93.65 and official.range == (93.40, 94.05)
+    assert all(v.kind in ("table", "figure", "text") and v.where and isinstance(v.exact, bool)
+               for v in values)
+    s16 = next(v for v in values if v.id == "splitimagenet-supsup-s16")
+    assert s16.bytes == 195.18e6 and s16.accuracy == 89.58
+    save(tmp_path, make_record("supsup", "gnu", 1, rows=[[0.95] * 250], tasks_at=[250],
+                               dataset="mnist"))
+    out = tmp_path / "out"
+    write_report(tmp_path, out)
+    accuracy = csv_rows(out / "tables" / "accuracy-bytes.csv")
+    (row,) = accuracy.values()
+    assert row["published"] == "94.91 % [permutedmnist-gnu-250-supsup]"
+    published = (out / "tables" / "published.csv").read_text()
+    assert "permutedmnist-gnu-250-supsup" in published and "95.0" in published
+
+
+def test_the_cli_regenerates_the_report_byte_identically_importing_no_method(report):
+    root, first, _ = report
+    second = first.parent / "again"
+    probe = ("import sys; from clbench.cli import app; app(['report', '--results', "
+             f"{str(root)!r}, '--out', {str(second)!r}], standalone_mode=False); "
+             "print('torch' in sys.modules, 'clbench.registry' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "9 runs in 4 groups, 4 records skipped" in run.stdout
+    assert run.stdout.split()[-2:] == ["False", "False"]
+    ours = sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert len(ours) == 8 + 2 * 8 + 2  # tables, plots as PNG and SVG, README and manifest
+    for name in ours:
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_a_report_owns_only_the_files_it_writes(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "reports"
+    save(results, make_record("supsup", "gnu", 0, rows=[[0.9]]))
+    save(results, make_record("naive", "gg", 0, rows=[[0.9]], variants=("default",)))
+    (out / "benchmarks").mkdir(parents=True)
+    (out / "benchmarks" / "speed.md").write_text("not ours")
+    (out / "plots").mkdir()
+    (out / "plots" / "mine.png").write_text("not ours either")
+    write_report(results, out)
+    stale = next((out / "plots").glob("heatmap-02-*.svg"))
+    for path in results.glob("naive-*/record.json"):
+        path.unlink()
+    write_report(results, out)  # removes what it wrote before and no longer writes
+    assert not stale.exists()
+    assert [p.name for p in (out / "plots").glob("heatmap-*.png")] == [
+        "heatmap-01-supsup-h-gnu-permuted-synthetic-lenet.png"]
+    assert (out / "benchmarks" / "speed.md").read_text() == "not ours"
+    assert (out / "plots" / "mine.png").read_text() == "not ours either"
+
+
+def test_cli_report_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "clbench", "report", "--results",
+                          str(tmp_path / "none"), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0
+    assert out.stderr.strip().startswith("error: no records under") and len(
+        out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not (REPO / "reports" / ".clbench-report").is_file(),
+                    reason="not a source checkout with a committed report")
+def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatch):
+    """`clbench report` over the committed records regenerates the committed report (local
+    runs lying in results/ are left out: only tracked records count)."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "results"], text=True,
+                            capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    for name in listed.stdout.split():
+        if name.endswith("record.json"):
+            target = tmp_path / name
+            target.parent.mkdir(parents=True)
+            target.write_bytes((REPO / name).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    write_report("results", tmp_path / "out", Filters())
+    owned = (REPO / "reports" / ".clbench-report").read_text().split()
+    assert (tmp_path / "out" / ".clbench-report").read_text().split() == owned
+    for name in owned:
+        assert (tmp_path / "out" / name).read_bytes() == (REPO / "reports" / name).read_bytes(), (
+            f"reports/{name} is stale: run clbench report and commit it")
