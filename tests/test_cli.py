@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -13,9 +14,14 @@ RUN = ["run", "--method", "avalanche:naive", "--scenario", "gg", "--benchmark", 
        "--dataset", "synthetic", "--tasks", "2", "--iters", "5", "--threads", "1"]
 
 
-def clbench(*args, env_results=None):
+# Subprocesses start outside the checkout, so they import the installed clbench (plain or
+# editable), never the source folder by accident.
+NEUTRAL = tempfile.gettempdir()
+
+
+def clbench(*args):
     return subprocess.run([sys.executable, "-m", "clbench", *args], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, cwd=NEUTRAL)
 
 
 def test_help_is_fast_and_imports_no_torch():
@@ -27,7 +33,7 @@ def test_help_is_fast_and_imports_no_torch():
         [sys.executable, "-c", "import sys; from clbench.cli import app; from clbench import "
          "listing; listing.render(['methods', 'benchmarks'], True); "
          "print('torch' in sys.modules, 'avalanche' in sys.modules)"],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True, text=True, timeout=60, cwd=NEUTRAL)
     assert probe.stdout.split() == ["False", "False"], probe.stderr
 
 

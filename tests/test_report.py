@@ -254,7 +254,7 @@ def test_the_cli_regenerates_the_report_byte_identically_importing_no_method(rep
              f"{str(root)!r}, '--out', {str(second)!r}], standalone_mode=False); "
              "print('torch' in sys.modules, 'clbench.registry' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=first.parent)
     assert run.returncode == 0, run.stderr
     assert "9 runs in 4 groups, 4 records skipped" in run.stdout
     assert run.stdout.split()[-2:] == ["False", "False"]
@@ -287,7 +287,7 @@ def test_a_report_owns_only_the_files_it_writes(tmp_path):
 def test_cli_report_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "clbench", "report", "--results",
                           str(tmp_path / "none"), "--out", str(tmp_path / "r")],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode != 0
     assert out.stderr.strip().startswith("error: no records under") and len(
         out.stderr.strip().splitlines()) == 1
