@@ -30,7 +30,8 @@ def _methods(verbose: bool) -> str:
             lines.append(f"      --param {param.describe()}")
         for preset in cls.presets:
             when = " ".join(f"{k}={v}" for k, v in preset.when.items()) or "always"
-            sets = [f"--{k.replace('_', '-')} {format_value(v)}" for k, v in preset.options.items()]
+            sets = [f"--{k.replace('_', '-')} {format_value(v)}"
+                    for k, v in preset.options.items() if v is not None]
             sets += [f"{k}={format_value(v)}" for k, v in preset.params.items()]
             note = f"  ({preset.note})" if preset.note else ""
             lines.append(f"      default when {when}: {' '.join(sets)}{note}")
