@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -49,10 +50,10 @@ _MB = 1 << 20
 # --------------------------------------------------------------------------- bit packing
 
 
-@functools.lru_cache(maxsize=8)
-def _bit_table(dtype: torch.dtype) -> Tensor:
-    """[256, 8] table: the bits of every byte value, MSB first."""
-    values = torch.arange(256).unsqueeze(1) >> torch.arange(7, -1, -1)
+@functools.lru_cache(maxsize=16)
+def _bit_table(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """[256, 8] table on ``device``: the bits of every byte value, MSB first."""
+    values = torch.arange(256, device=device).unsqueeze(1) >> torch.arange(7, -1, -1, device=device)
     return (values & 1).to(dtype)
 
 
@@ -64,7 +65,7 @@ def pack_bits(mask: Tensor) -> Tensor:
     if pad:
         bits = F.pad(bits, (0, pad))
     bits = bits.reshape(*mask.shape[:-1], -1, 8)
-    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8, device=mask.device)
     return (bits * weights).sum(-1, dtype=torch.uint8)
 
 
@@ -72,9 +73,10 @@ def unpack_bits(packed: Tensor, n: int, dtype: torch.dtype = torch.bool) -> Tens
     """Inverse of :func:`pack_bits`: uint8 [..., m] → [..., n] of ``dtype`` (n ≤ 8m)."""
     lead = packed.shape[:-1]
     if dtype.is_floating_point:
-        flat = F.embedding(packed.reshape(-1, packed.shape[-1]).int(), _bit_table(dtype))
+        table = _bit_table(dtype, packed.device)
+        flat = F.embedding(packed.reshape(-1, packed.shape[-1]).int(), table)
     else:
-        shifts = torch.arange(7, -1, -1, dtype=torch.uint8)
+        shifts = torch.arange(7, -1, -1, dtype=torch.uint8, device=packed.device)
         flat = ((packed.unsqueeze(-1) >> shifts) & 1).to(dtype)
     return flat.reshape(*lead, -1)[..., :n]
 
@@ -100,16 +102,31 @@ class PackedMaskStore:
     """Finished masks of all tasks: one row of ⌈P/8⌉ bytes per task, in one growing tensor.
 
     Capacity doubles when full (amortised O(1) appends). ``version`` changes on every append.
+    The rows live on ``device`` (see :meth:`to`; a :class:`SupermaskNet` keeps its store on the
+    device of its weights); unpacked masks are made there.
     """
 
-    def __init__(self, layer_sizes: Sequence[int]) -> None:
+    def __init__(
+        self, layer_sizes: Sequence[int], device: torch.device | str | None = None
+    ) -> None:
         self.layer_sizes = tuple(int(s) for s in layer_sizes)
         self.offsets = tuple(sum(self.layer_sizes[:i]) for i in range(len(self.layer_sizes)))
         self.num_bits = sum(self.layer_sizes)
         self.row_bytes = (self.num_bits + 7) // 8
-        self._bits = torch.zeros(0, self.row_bytes, dtype=torch.uint8)
+        device = torch.device("cpu") if device is None else torch.device(device)
+        self._bits = torch.zeros(0, self.row_bytes, dtype=torch.uint8, device=device)
         self._count = 0
         self._version = 0
+
+    @property
+    def device(self) -> torch.device:
+        """Where the packed rows live."""
+        return self._bits.device
+
+    def to(self, device: torch.device | str) -> PackedMaskStore:
+        """Move the packed rows to ``device`` (in place; the version is unchanged)."""
+        self._bits = self._bits.to(device)
+        return self
 
     @property
     def count(self) -> int:
@@ -140,10 +157,12 @@ class PackedMaskStore:
     def append_packed(self, row: Tensor) -> int:
         """Store an already packed row (uint8 [row_bytes]); returns its index."""
         if self._count == self._bits.shape[0]:
-            grown = torch.zeros(max(4, 2 * self._count), self.row_bytes, dtype=torch.uint8)
+            grown = torch.zeros(
+                max(4, 2 * self._count), self.row_bytes, dtype=torch.uint8, device=self.device
+            )
             grown[: self._count] = self._bits[: self._count]
             self._bits = grown
-        self._bits[self._count] = row.to(torch.uint8)
+        self._bits[self._count] = row.to(self.device, torch.uint8)
         self._count += 1
         self._version += 1
         return self._count - 1
@@ -172,13 +191,13 @@ class PackedMaskStore:
             self.layer_masks(layer, s, min(s + step, self._count), torch.uint8).sum(1)
             for s in range(0, self._count, step)
         ]
-        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64)
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64, device=self.device)
 
     def load(self, packed: Tensor) -> None:
-        """Replace the content with rows uint8 [count, row_bytes]."""
+        """Replace the content with rows uint8 [count, row_bytes] (copied to the store's device)."""
         if packed.dim() != 2 or packed.shape[1] != self.row_bytes:
             raise ValueError(f"expected [count, {self.row_bytes}] uint8 rows")
-        self._bits = packed.to(torch.uint8).clone()
+        self._bits = packed.to(self.device, torch.uint8, copy=True)
         self._count = packed.shape[0]
         self._version += 1
 
@@ -207,7 +226,7 @@ def hard_masks(scores: Tensor, kind: str, density: float | None) -> Tensor:
         return scores >= 0
     kept = kept_count(scores.shape[1], float(density))  # type: ignore[arg-type]
     idx = scores.abs().topk(kept, dim=1, sorted=False).indices
-    return torch.zeros(scores.shape, dtype=torch.bool).scatter_(1, idx, True)
+    return torch.zeros(scores.shape, dtype=torch.bool, device=scores.device).scatter_(1, idx, True)
 
 
 class _ThresholdWeight(torch.autograd.Function):
@@ -270,18 +289,23 @@ class MaskedLayer(nn.Module):
         """Weights kept by a top-k mask, None for threshold masks."""
         return None if self.density is None else kept_count(self.numel, self.density)
 
+    def _cpu_draw(self, generator: torch.Generator | None) -> Tensor:
+        """Kaiming-uniform (a=√5) draw of the weight's shape and dtype, made on the CPU with the
+        CPU ``generator`` (torch's global CPU RNG if None): the same numbers on every device."""
+        w = torch.empty(self.weight.shape, dtype=self.weight.dtype, device="cpu")
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+        return w
+
     def init_weight(self, generator: torch.Generator) -> None:
         """Signed Kaiming constant: sign of PyTorch's default init, times √2/√fan_in."""
-        w = torch.empty_like(self.weight)
-        nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+        w = self._cpu_draw(generator)
         scale = math.sqrt(2.0) / math.sqrt(self.fan_in)
         self.weight.copy_(torch.where(w >= 0, scale, -scale))
 
     def random_scores(self, generator: torch.Generator | None) -> Tensor:
-        """Fresh scores ~ U(−1/√fan_in, 1/√fan_in) (kaiming-uniform, a=√5) from ``generator``."""
-        s = torch.empty_like(self.weight)
-        nn.init.kaiming_uniform_(s, a=math.sqrt(5), generator=generator)
-        return s
+        """Fresh scores ~ U(−1/√fan_in, 1/√fan_in) (kaiming-uniform, a=√5) from ``generator``,
+        drawn on the CPU, returned on the weight's device."""
+        return self._cpu_draw(generator).to(self.weight.device)
 
     def effective_weight(self) -> Tensor:
         """W ⊙ M for the current mode."""
@@ -332,7 +356,9 @@ class TaskBatchNorm2d(nn.Module):
     """Non-affine BatchNorm with one set of running statistics per task (``task`` selects it).
 
     Training mode normalises with batch statistics and updates the selected task's running
-    mean/var (momentum 0.1); eval mode uses them.
+    mean/var (momentum 0.1); eval mode uses them. The statistics are plain tensors (not
+    buffers, not in the ``state_dict``) that follow ``.to()``/``.cuda()``/``.double()`` like
+    buffers do; new ones are made on the module's current device and dtype.
     """
 
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
@@ -341,12 +367,23 @@ class TaskBatchNorm2d(nn.Module):
         self.means: list[Tensor] = []
         self.vars: list[Tensor] = []
         self.task = -1
+        like = torch.empty(0)  # torch's default device and dtype, as for the weight buffers
+        self._stat_device, self._stat_dtype = like.device, like.dtype
 
     def add_task(self) -> int:
         """Append fresh statistics (mean 0, var 1); returns their index."""
-        self.means.append(torch.zeros(self.channels))
-        self.vars.append(torch.ones(self.channels))
+        kw = {"dtype": self._stat_dtype, "device": self._stat_device}
+        self.means.append(torch.zeros(self.channels, **kw))
+        self.vars.append(torch.ones(self.channels, **kw))
         return len(self.means) - 1
+
+    def _apply(self, fn: Any, recurse: bool = True) -> TaskBatchNorm2d:
+        super()._apply(fn, recurse)
+        self.means = [fn(m) for m in self.means]
+        self.vars = [fn(v) for v in self.vars]
+        probe = fn(torch.empty(0, dtype=self._stat_dtype, device=self._stat_device))
+        self._stat_device, self._stat_dtype = probe.device, probe.dtype
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         if not 0 <= self.task < len(self.means):
@@ -381,6 +418,12 @@ class SupermaskNet(nn.Module):
 
     Life cycle of a task: :meth:`new_task` → train :meth:`score_parameters` →
     :meth:`commit_task` (packs the mask; the float scores are dropped).
+
+    Devices: everything lives on the device of the fixed weights. ``.to()``/``.cuda()``/
+    ``.double()`` move the mask store (uint8 always), the per-task BN statistics, the transfer
+    mean and the rows of any :class:`ScoreBank` of the net, and recompute the current mode's
+    W ⊙ M. Random scores are drawn on the CPU (from CPU generators), then moved. Move the net
+    before creating optimizers of its scores, as for any module.
     """
 
     supports_inference = False  # One-Shot/Binary allowed (MLPs without running-stat BN)
@@ -433,13 +476,15 @@ class SupermaskNet(nn.Module):
                     layer.density = er_density(w.shape[0], w.shape[1], kernel, self.er_scale)
                 else:
                     layer.density = self.density_arg
-        self.store = PackedMaskStore([m.numel for m in self.masked_layers])
+        self.store = PackedMaskStore([m.numel for m in self.masked_layers], self._device)
         self._training_task: int | None = None
         self._transfer_mean: list[Tensor] | None = None
         self._transfer_count = 0
         self._mode: tuple[str, int | None] = ("none", None)
+        self._alpha_args: tuple[Tensor, MaskSource | None] | None = None
         self._task_cache: tuple[Any, list[Tensor]] | None = None
         self._mean_cache: tuple[Any, list[Tensor]] | None = None
+        self._banks: weakref.WeakSet[ScoreBank] = weakref.WeakSet()
 
     # ---- description
     @property
@@ -491,7 +536,7 @@ class SupermaskNet(nn.Module):
         else:
             scores = [layer.random_scores(generator) for layer in self.masked_layers]
         for layer, s in zip(self.masked_layers, scores, strict=True):
-            layer.scores = nn.Parameter(s.to(layer.weight.dtype))
+            layer.scores = nn.Parameter(s.to(layer.weight.device, layer.weight.dtype))
         for bn in self.task_bns:
             del bn.means[task:], bn.vars[task:]
             bn.add_task()
@@ -513,6 +558,8 @@ class SupermaskNet(nn.Module):
         for layer, s in zip(self.masked_layers, scores, strict=True):
             if s.shape != layer.weight.shape:
                 raise ValueError(f"scores of shape {tuple(s.shape)} for a {layer.weight.shape}")
+            if s.device != layer.weight.device:
+                raise ValueError(f"scores on {s.device} for weights on {layer.weight.device}")
             layer.scores = s
         self._training_task = None
         self._set_weights(None, ("scores", None))
@@ -564,7 +611,7 @@ class SupermaskNet(nn.Module):
         """
         if not 0 <= index < self.store.count:
             raise IndexError(f"task {index} requested, {self.store.count} masks stored")
-        key = (index, self.store.version, self._dtype)
+        key = (index, self.store.version, self._dtype, self._device)
         if self._task_cache is None or self._task_cache[0] != key:
             weffs = [
                 layer.weight
@@ -581,9 +628,10 @@ class SupermaskNet(nn.Module):
         the store); differentiable in ``alphas``. Keeps k·P floats for autograd: small k only
         (task inference uses :func:`alpha_gradients` instead)."""
         self._require_superposable()
-        source = self.store if source is None else source
-        weffs = self._mixed_weights(source, alphas.to(self._dtype).unsqueeze(0), len(alphas))
+        coeffs = alphas.to(self._device, self._dtype).unsqueeze(0)  # differentiable move
+        weffs = self._mixed_weights(self.store if source is None else source, coeffs, len(alphas))
         self._set_weights([w[0] for w in weffs], ("alphas", None))
+        self._alpha_args = (alphas, source)
 
     def use_mean(self) -> None:
         """Mode mean: W ⊙ M̄, M̄ the mean of all stored masks (cached until the store changes)."""
@@ -604,10 +652,40 @@ class SupermaskNet(nn.Module):
             "transfer_count": self._transfer_count,
         }
 
+    # ---- devices
+    def _apply(self, fn: Any, recurse: bool = True) -> SupermaskNet:
+        """``nn.Module`` conversions (``.to()``, ``.cuda()``, ``.double()``, ...): also move the
+        store, the transfer mean and the rows of score banks, drop the cached W ⊙ M and
+        recompute the current mode's."""
+        if not hasattr(self, "store"):  # still being built
+            return super()._apply(fn, recurse)
+        attached = [layer.scores for layer in self.masked_layers]
+        super()._apply(fn, recurse)  # weights, current scores, TaskBatchNorm2d statistics
+        self.store.to(self._device)
+        if self._transfer_mean is not None:
+            self._transfer_mean = [fn(m) for m in self._transfer_mean]
+        now = [layer.scores for layer in self.masked_layers]
+        for bank in list(self._banks):
+            if bank.net is self:  # a deep copy of the net shares the original's banks: skip them
+                bank._apply(fn, attached, now)
+        self._task_cache = self._mean_cache = None
+        kind, index = self._mode
+        if kind == "task":
+            self.use_task(index)  # type: ignore[arg-type]
+        elif kind == "mean":
+            self.use_mean()
+        elif kind == "alphas" and self._alpha_args is not None:
+            self.use_alphas(*self._alpha_args)
+        return self
+
     # ---- internals
     @property
     def _dtype(self) -> torch.dtype:
         return self.masked_layers[0].weight.dtype
+
+    @property
+    def _device(self) -> torch.device:
+        return self.masked_layers[0].weight.device
 
     def _require_superposable(self) -> None:
         if self.task_bns:
@@ -620,6 +698,7 @@ class SupermaskNet(nn.Module):
         for i, layer in enumerate(self.masked_layers):
             layer._weff = None if weffs is None else weffs[i]
         self._mode = mode
+        self._alpha_args = None
 
     def _chunk(self, layer: int, budget: int) -> int:
         itemsize = torch.finfo(self._dtype).bits // 8
@@ -630,12 +709,12 @@ class SupermaskNet(nn.Module):
         """W ⊙ mean of the first k masks of ``source``; cached while the source is unchanged."""
         if k < 1:
             raise RuntimeError("no masks stored")
-        key = (id(source), source.version, k, self._dtype)
+        key = (id(source), source.version, k, self._dtype, self._device)
         if source.version is not None and self._mean_cache and self._mean_cache[0] == key:
             return self._mean_cache[1]
         weffs = []
         for i, layer in enumerate(self.masked_layers):
-            acc = torch.zeros(layer.numel, dtype=self._dtype)
+            acc = torch.zeros(layer.numel, dtype=self._dtype, device=layer.weight.device)
             step = self._chunk(i, budget)
             for s in range(0, k, step):
                 acc += source.layer_masks(i, s, min(k, s + step), self._dtype).sum(0)
@@ -653,7 +732,9 @@ class SupermaskNet(nn.Module):
         weffs = []
         track = coeffs.requires_grad and torch.is_grad_enabled()
         for i, layer in enumerate(self.masked_layers):
-            acc = torch.zeros(coeffs.shape[0], layer.numel, dtype=self._dtype)
+            acc = torch.zeros(
+                coeffs.shape[0], layer.numel, dtype=self._dtype, device=layer.weight.device
+            )
             step = self._chunk(i, budget)
             for s in range(0, k, step):
                 c = coeffs[:, s : min(k, s + step)]
@@ -866,7 +947,9 @@ def build_model(
 
 
 def model_from_state(state: dict[str, Any]) -> SupermaskNet:
-    """Rebuild a model saved with :meth:`SupermaskNet.get_state`."""
+    """Rebuild a model saved with :meth:`SupermaskNet.get_state`, where a new model is built
+    (the CPU, unless torch's default device says otherwise), whatever device the state's tensors
+    are on; move it with ``.to()``."""
     cfg = dict(state["config"])
     cls = cfg.pop("cls")
     if cls == "SupermaskMLP":
@@ -881,16 +964,17 @@ def model_from_state(state: dict[str, Any]) -> SupermaskNet:
         net = {"GEMResNet18": GEMResNet18, "ResNet50": ResNet50}[cls](
             cfg.pop("output_size"), cfg.pop("seed"), **cfg
         )
+    device = net._device
     net.store.load(state["packed"])
     for bn, means, var in zip(net.task_bns, state["bn_means"], state["bn_vars"], strict=True):
-        bn.means = [] if means is None else [m.clone() for m in means]
-        bn.vars = [] if var is None else [v.clone() for v in var]
+        bn.means = [] if means is None else [m.to(device, copy=True) for m in means]
+        bn.vars = [] if var is None else [v.to(device, copy=True) for v in var]
     if state["transfer_mean"] is not None:
-        net._transfer_mean = [m.clone() for m in state["transfer_mean"]]
+        net._transfer_mean = [m.to(device, copy=True) for m in state["transfer_mean"]]
     net._transfer_count = state["transfer_count"]
     if state["scores"] is not None:
         for layer, s in zip(net.masked_layers, state["scores"], strict=True):
-            layer.scores = nn.Parameter(s.clone())
+            layer.scores = nn.Parameter(s.to(device, copy=True))
         net._training_task = net.store.count
         net.use_scores()
     elif net.store.count:
@@ -907,12 +991,14 @@ class ScoreBank:
     Row i is a list of per-layer Parameters; :meth:`select` makes the net train row i. Cost:
     4·P bytes per row (plus the optimiser's state for rows it has trained, e.g. another 4·P
     for RMSprop). As a :class:`MaskSource` its masks are thresholded (or top-k) live scores.
+    Rows are drawn on the CPU and live on the net's device; they follow the net's ``.to()``.
     """
 
     def __init__(self, net: SupermaskNet) -> None:
         net._require_superposable()
         self.net = net
         self._rows: list[list[nn.Parameter]] = []
+        net._banks.add(self)
 
     @property
     def count(self) -> int:
@@ -937,8 +1023,16 @@ class ScoreBank:
             )
 
     def parameters(self, index: int) -> list[nn.Parameter]:
-        """Per-layer score Parameters of row ``index`` (the same objects every call)."""
+        """Per-layer score Parameters of row ``index`` (the same objects every call, unless a
+        conversion of the net had to replace them, as ``nn.Module`` does for some devices)."""
         return self._rows[index]
+
+    def _apply(self, fn: Any, before: list[Any], after: list[Any]) -> None:
+        """Convert every row with ``fn`` (called by the net's ``_apply``). ``before``/``after``:
+        the net's attached scores around its own conversion, which already converted them."""
+        for row in self._rows:
+            for li, p in enumerate(row):
+                row[li] = after[li] if p is before[li] else _converted(p, fn)
 
     def select(self, index: int) -> None:
         """Train row ``index``: the net's mode becomes scores with these Parameters."""
@@ -954,6 +1048,24 @@ class ScoreBank:
         return hard_masks(scores, m.mask_kind, m.density).to(dtype)
 
 
+def _converted(p: nn.Parameter, fn: Any) -> nn.Parameter:
+    """``fn`` applied to a Parameter (and its gradient) as ``nn.Module._apply`` does: in place
+    when the tensor types allow it, else a new Parameter."""
+    grad = p.grad
+    with torch.no_grad():
+        new = fn(p)
+        new_grad = None if grad is None else fn(grad)
+    if type(new) in (Tensor, nn.Parameter) and torch._has_compatible_shallow_copy_type(p, new):
+        if new is not p:
+            p.data = new
+        out = p
+    else:  # e.g. to/from meta, tensor subclasses
+        out = nn.Parameter(new, p.requires_grad)
+    if grad is not None and new_grad is not grad:
+        out.grad = new_grad
+    return out
+
+
 # --------------------------------------------------------------------------- task inference
 
 
@@ -963,23 +1075,25 @@ def decision_inputs(batches: Iterable[Tensor], infer_batch: int) -> tuple[Tensor
     return torch.cat(firsts), [len(f) for f in firsts]
 
 
-def _group(x: Tensor, sizes: int | Sequence[int]) -> tuple[Tensor, Tensor | None]:
-    """Rows [N, ...] → padded per-decision [D, bmax, F] and a validity mask (None if equal)."""
+def _group(x: Tensor, sizes: int | Sequence[int]) -> tuple[Tensor, Tensor | None, int]:
+    """Rows [N, ...] → padded per-decision [D, bmax, F], a validity mask (None if equal) on
+    x's device, and the smallest decision's size (sizes are checked in Python: no device sync)."""
     x = x.reshape(x.shape[0], -1)
     if isinstance(sizes, int):
         if sizes < 1 or x.shape[0] % sizes:
             raise ValueError(f"{x.shape[0]} rows cannot form decisions of {sizes}")
-        return x.view(-1, sizes, x.shape[1]), None
-    sizes_t = torch.as_tensor(list(sizes), dtype=torch.long)
-    if int(sizes_t.sum()) != x.shape[0] or bool((sizes_t < 1).any()):
+        return x.view(-1, sizes, x.shape[1]), None, sizes
+    counts = [int(s) for s in sizes]
+    if not counts or sum(counts) != x.shape[0] or min(counts) < 1:
         raise ValueError("decision sizes must be ≥ 1 and sum to the number of rows")
-    bmax = int(sizes_t.max())
-    if bool((sizes_t == bmax).all()):
-        return x.view(-1, bmax, x.shape[1]), None
-    valid = torch.arange(bmax).unsqueeze(0) < sizes_t.unsqueeze(1)
-    xg = x.new_zeros(len(sizes_t), bmax, x.shape[1])
+    bmax, smallest = max(counts), min(counts)
+    if smallest == bmax:
+        return x.view(-1, bmax, x.shape[1]), None, bmax
+    sizes_t = torch.tensor(counts, dtype=torch.long, device=x.device)
+    valid = torch.arange(bmax, device=x.device).unsqueeze(0) < sizes_t.unsqueeze(1)
+    xg = x.new_zeros(len(counts), bmax, x.shape[1])
     xg[valid] = x
-    return xg, valid
+    return xg, valid, smallest
 
 
 def _objective(logits: Tensor, valid: Tensor | None, objective: str, real: int | None) -> Tensor:
@@ -1032,11 +1146,6 @@ def _check_inference(
         raise Incompatible("bnnet normalises with batch statistics: use infer_batch ≥ 2")
 
 
-def _smallest(xg: Tensor, valid: Tensor | None) -> int:
-    """Images in the smallest decision."""
-    return xg.shape[1] if valid is None else int(valid.sum(1).min())
-
-
 def _check_k(source: MaskSource, k: int) -> None:
     if not 1 <= k <= source.count:
         raise ValueError(f"{k} masks requested, {source.count} available")
@@ -1084,7 +1193,7 @@ def _block_gradients(
         deltas = list(torch.autograd.grad(obj.sum(), [c[0][1] for c in caps]))
         inputs = [c[0][0].detach() for c in caps]
     del obj, caps
-    rows = torch.arange(d_count).unsqueeze(1).expand(d_count, bmax)
+    rows = torch.arange(d_count, device=xg.device).unsqueeze(1).expand(d_count, bmax)
     rows = rows.reshape(-1) if valid is None else rows[valid]
     for li, layer in enumerate(layers):
         out_f, in_f = layer.weight.shape
@@ -1100,7 +1209,7 @@ def _block_gradients(
     for s in range(0, k, step):
         e = min(k, s + step)
         c = e - s
-        grad = torch.zeros(d_count, c, dtype=dtype)
+        grad = torch.zeros(d_count, c, dtype=dtype, device=xg.device)
         for li, layer in enumerate(layers):
             masks = source.layer_masks(li, s, e, dtype)
             if outer:
@@ -1129,10 +1238,12 @@ def _gradients(
     budget: int,
     strategy: str,
     argmin: bool = False,
+    *,
+    n_valid: int,
 ) -> Tensor:
-    """All gradients [D, k], or (``argmin``) only the argmin per decision [D] (memory O(D))."""
+    """All gradients [D, k], or (``argmin``) only the argmin per decision [D] (memory O(D));
+    ``n_valid``: the number of real (unpadded) images."""
     d_count, bmax = xg.shape[:2]
-    n_valid = d_count * bmax if valid is None else int(valid.sum())
     outer = strategy == "outer" or (strategy == "auto" and n_valid >= 2 * d_count)
     layers = net.masked_layers
     itemsize = torch.finfo(net._dtype).bits // 8
@@ -1147,10 +1258,10 @@ def _gradients(
         cache *= itemsize if as_float else 1
         block = max(1, (budget // 2 - cache) // per_decision)
     if argmin:
-        best = torch.full((d_count,), math.inf, dtype=net._dtype)
-        result = torch.zeros(d_count, dtype=torch.long)
+        best = torch.full((d_count,), math.inf, dtype=net._dtype, device=xg.device)
+        result = torch.zeros(d_count, dtype=torch.long, device=xg.device)
     else:
-        result = torch.zeros(d_count, k, dtype=net._dtype)
+        result = torch.zeros(d_count, k, dtype=net._dtype, device=xg.device)
     for b0 in range(0, d_count, block):
         b1 = min(d_count, b0 + block)
         if mean is None:
@@ -1206,14 +1317,15 @@ def alpha_gradients(
     source = net.store if source is None else source
     k = source.count if num_masks is None else int(num_masks)
     _check_k(source, k)
-    xg, valid = _group(x, sizes)
-    _check_inference(net, objective, real_classes, _smallest(xg, valid))
+    xg, valid, smallest = _group(x.to(net._device), sizes)
+    _check_inference(net, objective, real_classes, smallest)
     coeffs = None
     if candidates is not None:
-        cand = candidates.to(net._dtype)
+        cand = candidates.to(net._device, net._dtype)
         coeffs = cand / cand.sum(1, keepdim=True)
     return _gradients(
-        net, xg, valid, objective, real_classes, source, k, coeffs, memory_mb * _MB, strategy
+        net, xg, valid, objective, real_classes, source, k, coeffs, memory_mb * _MB, strategy,
+        n_valid=x.shape[0],
     )
 
 
@@ -1249,20 +1361,25 @@ def infer_tasks(
         "num_masks": k,
         "memory_mb": memory_mb,
     }
-    xg, valid = _group(x, sizes)
+    xg, valid, smallest = _group(x.to(net._device), sizes)
     _check_k(source, k)
-    _check_inference(net, objective, real_classes, _smallest(xg, valid))
+    _check_inference(net, objective, real_classes, smallest)
     if method == "oneshot":
         budget = memory_mb * _MB
         return _gradients(
-            net, xg, valid, objective, real_classes, source, k, None, budget, "auto", argmin=True
+            net, xg, valid, objective, real_classes, source, k, None, budget, "auto",
+            argmin=True, n_valid=x.shape[0],
         )
     d_count = xg.shape[0]
+    device = xg.device
     if k == 1:
-        return torch.zeros(d_count, dtype=torch.long)
-    cand = torch.ones(d_count, k, dtype=torch.bool)
-    last = torch.zeros(d_count, k, dtype=net._dtype)
-    rows_sizes = torch.full((d_count,), xg.shape[1]) if valid is None else valid.sum(1)
+        return torch.zeros(d_count, dtype=torch.long, device=device)
+    cand = torch.ones(d_count, k, dtype=torch.bool, device=device)
+    last = torch.zeros(d_count, k, dtype=net._dtype, device=device)
+    if valid is None:
+        rows_sizes = torch.full((d_count,), xg.shape[1], device=device)
+    else:
+        rows_sizes = valid.sum(1)
     for _ in range(int(math.log2(k)) + 1):
         counts = cand.sum(1)
         active = (counts > 1).nonzero().squeeze(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -10,7 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from clbench.errors import Incompatible
+from clbench.methods import supermask
 from clbench.methods.supermask import (
+    GEMResNet18,
     PackedMaskStore,
     ScoreBank,
     SupermaskMLP,
@@ -485,3 +488,120 @@ def test_bits_bytes_with_bn_statistics() -> None:
     _commit_random(net, 1, torch.Generator().manual_seed(0))
     assert bits_bytes(net) == 8 + 136_368 + 1500 * 8
     assert sparse_bytes(net) > 1500 * 8
+
+
+# --------------------------------------------------------------------------- devices
+# No GPU here. The meta device stands in for one: an op mixing meta and CPU tensors raises, so the
+# life cycle below fails on any tensor left on, or created on, the CPU. Values are meaningless on
+# meta: no .item()/.tolist()/bool(), hence equal-size decisions and no Binary/candidates there;
+# the audit of tensor factories covers those paths on the CPU.
+
+
+def test_life_cycle_on_another_device() -> None:
+    meta = torch.device("meta")
+    gen = torch.Generator().manual_seed(0)  # a CPU generator, as the harness gives
+    net = _tiny(init="transfer")
+    _commit_random(net, 2, gen)
+    net.double()  # conversions other than moves: the store stays packed bytes
+    assert net.store.packed.dtype == torch.uint8 and net._transfer_mean[0].dtype == torch.float64
+    net.to(meta)
+    assert net.store.packed.device == meta and net._transfer_mean[0].device == meta
+    assert all(m._weff.device == meta for m in net.masked_layers)  # W ⊙ M of use_task(1) redone
+    x = torch.randn(6, 12, dtype=torch.float64).to(meta)
+    y = torch.zeros(6, dtype=torch.long, device=meta)
+    assert net(x).device == meta
+    net.new_task(gen)
+    F.cross_entropy(net(x), y).backward()
+    assert all(p.device == meta and p.grad.device == meta for p in net.score_parameters())
+    assert net.commit_task() == 2 and net.store.packed.device == meta
+    net.use_task(0)
+    assert net(x).device == meta
+    net.use_mean()
+    assert net(x).device == meta
+    alphas = torch.full((3,), 1 / 3, dtype=torch.float64, device=meta, requires_grad=True)
+    net.use_alphas(alphas)
+    net(x).sum().backward()
+    assert alphas.grad.device == meta
+    for strategy in ("rows", "outer"):
+        for objective in ("H", "G"):
+            g = alpha_gradients(net, x, 2, objective=objective, real_classes=10, strategy=strategy)
+            assert g.device == meta and g.shape == (3, 3)
+    tasks = infer_tasks(net, x, 3)
+    assert tasks.device == meta and tasks.shape == (2,) and tasks.dtype == torch.long
+    assert bits_bytes(net) == 8 + 3 * net.store.row_bytes
+    # a score bank made before the move follows the net; new rows are drawn on the CPU
+    plain = _tiny(seed=1)
+    bank = ScoreBank(plain)
+    bank.grow(2, gen)
+    bank.select(0)
+    plain.to(meta)
+    assert bank.parameters(0)[0] is plain.score_parameters()[0]
+    assert nns_gradient(plain, bank, x.float(), 4, gen).device == meta
+    assert all(p.device == meta for i in range(4) for p in bank.parameters(i))
+    bank.select(3)
+    F.cross_entropy(plain(x.float()), y).backward()
+    # per-task BN statistics are made on, and follow, the module's device
+    resnet = GEMResNet18(5, 0, nf=2).to(meta)
+    resnet.train()
+    xi = torch.zeros(4, 3, 8, 8, device=meta)
+    for _ in range(2):
+        resnet.new_task(gen)
+        resnet(xi).sum().backward()
+        resnet.commit_task()
+    assert all(t.device == meta for bn in resnet.task_bns for t in bn.means + bn.vars)
+    resnet.eval()
+    resnet.use_task(0)
+    assert resnet(xi).device == meta and resnet.store.packed.device == meta
+
+
+FACTORIES = ("zeros", "ones", "full", "empty", "arange", "tensor", "as_tensor", "rand", "randn",
+             "randint", "randperm", "eye", "linspace")
+
+
+def test_tensor_factories_name_their_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After construction (which follows torch's default device), every tensor supermask.py
+    makes says where: the paths meta cannot run (ragged decisions, Binary, candidates, bank,
+    bytes, checkpoints) on the CPU, recording factory calls from the module without a device."""
+    gen = torch.Generator().manual_seed(0)
+    net = _tiny(init="transfer")
+    bnnet = _tiny(bn=True)
+    bank = ScoreBank(_tiny(seed=2))
+    resnet = GEMResNet18(5, 0, nf=2)
+    implicit: list[str] = []
+    for name in FACTORIES:
+        real = getattr(torch, name)
+
+        def factory(*args: object, _real: Callable = real, _name: str = name, **kw: object):
+            caller = sys._getframe(1)
+            if (
+                caller.f_code.co_filename == supermask.__file__
+                and caller.f_code.co_name != "__init__"
+                and kw.get("device") is None
+            ):
+                implicit.append(f"torch.{_name} in {caller.f_code.co_name}:{caller.f_lineno}")
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(torch, name, factory)
+    supermask._bit_table.cache_clear()
+    _commit_random(net, 4, gen)
+    _commit_random(bnnet, 2, gen)
+    x = torch.randn(8, 12, generator=gen)
+    sizes = [1, 3, 2, 2]
+    cand = torch.rand(4, 4, generator=gen) < 0.7
+    cand[:, 0] = True
+    for strategy in ("rows", "outer"):
+        alpha_gradients(net, x, sizes, strategy=strategy, candidates=cand)
+    infer_tasks(net, x, sizes)
+    infer_tasks(net, x, 2, method="binary", objective="G", real_classes=10)
+    infer_tasks(bnnet, x, [2, 3, 3], method="binary")
+    net.use_mean()
+    net.use_alphas(torch.full((4,), 0.25))
+    net.new_task(gen)
+    model_from_state(net.get_state())
+    nns_gradient(bank.net, bank, x, 3, gen)
+    bank.select(1)
+    resnet.new_task(gen)
+    resnet(torch.randn(2, 3, 8, 8, generator=gen))
+    resnet.commit_task()
+    sparse_bytes(net)
+    assert implicit == []
