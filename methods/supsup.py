@@ -157,9 +157,12 @@ class SupSup(Method):
         ).to(ctx.device)
         self.nns = ctx.scenario.name == "nns"
         self.bank = ScoreBank(self.net) if self.nns else None
-        self.allocated: list[int] = []  # NNs: masks allocated after each task
-        self.trained_on: list[Counter] = []  # NNs: steps per mask, per task
-        self._nns_state: dict[str, Any] = {"count": 0, "current": 0, "optimizer": None}
+        # NNs: masks allocated so far, the mask being trained, one optimizer over every
+        # allocated mask's scores, and per task the masks allocated and steps per mask
+        self.masks = self.current = 0
+        self.bank_optimizer: Any = None
+        self.allocated: list[int] = []
+        self.trained_on: list[Counter] = []
 
     def _optimizer(self, params: list[Any]) -> Any:
         from clbench.strategy import make_optimizer
@@ -204,46 +207,46 @@ class SupSup(Method):
     def _train_nns(self, experience_index: int) -> None:
         import torch.nn.functional as F
 
-        from clbench.methods.supermask import nns_choice, nns_gradient
-
-        p, state, bank = self.ctx.params, self._nns_state, self.bank
-        if state["optimizer"] is None:
+        p, bank = self.ctx.params, self.bank
+        if self.bank_optimizer is None:
             bank.grow(1, self.ctx.generator("scores", 0))
-            state["count"] = 1
-            state["optimizer"] = self._optimizer(bank.parameters(0))
-            state["in_optimizer"] = 1
-        optimizer = state["optimizer"]
-        per_epoch = len(self.ctx.train_loader(experience_index).data)
-        per_epoch = -(-per_epoch // self.ctx.config.batch_size)
+            self.masks = 1
+            self.bank_optimizer = self._optimizer(bank.parameters(0))
+        optimizer = self.bank_optimizer
+        per_epoch = -(-len(self.ctx.task_data(experience_index, "train"))
+                      // self.ctx.config.batch_size)
         steps: Counter = Counter()
         self.net.train()
         for loader in self._epochs(experience_index):
             for step, (x, y, _) in enumerate(loader):
                 if (step % per_epoch) % p["check_every"] == 0:
-                    m = max(state["count"], 5)
-                    g = nns_gradient(self.net, bank, x, m, self.ctx.generator("bank", m))
-                    choice = nns_choice(g, p["epsilon"])
-                    if choice is None:
-                        if state["count"] < p["mask_budget"]:
-                            choice = state["count"]
-                            state["count"] += 1
-                        else:
-                            choice = state["current"]
-                    state["current"] = choice
-                    bank.grow(choice + 1, self.ctx.generator("bank", choice + 1))
-                    while state["in_optimizer"] < bank.count:  # new rows join the optimizer
-                        optimizer.add_param_group(
-                            {"params": bank.parameters(state["in_optimizer"])})
-                        state["in_optimizer"] += 1
-                    bank.select(choice)
+                    self._check(x)
                 loss = F.cross_entropy(self.net(x), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                steps[state["current"]] += 1
+                steps[self.current] += 1
         self.net.eval()
-        self.allocated.append(state["count"])
+        self.allocated.append(self.masks)
         self.trained_on.append(steps)
+
+    def _check(self, x: Any) -> None:
+        """NNs: infer among max(k, 5) masks on this batch; allocate a new one if none fits."""
+        from clbench.methods.supermask import nns_choice, nns_gradient
+
+        p, bank = self.ctx.params, self.bank
+        m = max(self.masks, 5)
+        g = nns_gradient(self.net, bank, x, m, self.ctx.generator("bank", m))
+        choice = nns_choice(g, p["epsilon"])
+        if choice is None:
+            choice = self.masks if self.masks < p["mask_budget"] else self.current
+            self.masks = max(self.masks, choice + 1)
+        self.current = choice
+        bank.grow(choice + 1, self.ctx.generator("bank", choice + 1))
+        trained = sum(len(group["params"]) for group in self.bank_optimizer.param_groups)
+        for row in range(trained // len(bank.parameters(0)), bank.count):
+            self.bank_optimizer.add_param_group({"params": bank.parameters(row)})
+        bank.select(choice)
 
     # ---------------------------------------------------------------- prediction
 
@@ -288,7 +291,7 @@ class SupSup(Method):
         p = self.ctx.params
         heads = [h for r in requests for h in r.batches.heads(p["infer_batch"])]
         where = [(i, b) for i, r in enumerate(requests) for b in range(len(r.batches))]
-        source, count = (self.bank, self._nns_state["count"]) if self.nns else (None, None)
+        source, count = (self.bank, self.masks) if self.nns else (None, None)
         variants: dict[str, list[int]] = {}
         for objective in p["objective"]:
             chosen: list[int] = []
@@ -344,7 +347,7 @@ class SupSup(Method):
         from clbench.methods.supermask import SEED_BYTES, bits_bytes, sparse_bytes
 
         if self.nns:
-            k = self._nns_state["count"]
+            k = self.masks
             return {"bits": Bytes(SEED_BYTES + k * self.net.store.row_bytes, "supsup-bits-v1")}
         out = {"bits": Bytes(bits_bytes(self.net), "supsup-bits-v1")}
         if self.ctx.params["mask"] == "topk":
@@ -352,11 +355,18 @@ class SupSup(Method):
         return out
 
     def extras(self) -> dict[str, Any]:
-        """``density`` (overall fraction kept, top-k), ``layer_densities``; NNs:
+        """``overall_density`` and ``layer_densities`` (the top-k budget, null for threshold
+        masks), ``mask_density`` (fraction of weights each stored mask keeps); NNs:
         ``masks_allocated`` after each task, ``mask_steps`` (training steps per mask, per
         task)."""
-        out: dict[str, Any] = {"overall_density": self.net.overall_density,
-                               "layer_densities": self.net.layer_densities}
+        store = self.net.store
+        kept = sum(store.layer_counts(i) for i in range(len(self.net.masked_layers)))
+        out: dict[str, Any] = {
+            "overall_density": self.net.overall_density,
+            "layer_densities": self.net.layer_densities,
+            "mask_density": [round(int(n) / self.net.num_weights, 6) for n in kept]
+            if store.count else [],
+        }
         if self.nns:
             out["masks_allocated"] = self.allocated
             out["mask_steps"] = [{str(k): v for k, v in sorted(c.items())}

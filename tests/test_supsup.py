@@ -51,6 +51,12 @@ def test_gnu_infers_every_task_and_scores_both_objectives(gnu):
     assert {c["oracle"][0] for c in gnu["checkpoints"]} == {gnu["diagonal"][0]}
 
 
+def test_threshold_masks_keep_about_half_the_weights(gnu):
+    densities = gnu["extras"]["mask_density"]
+    assert len(densities) == 3 and all(0.3 < d < 0.7 for d in densities)
+    assert gnu["extras"]["overall_density"] is None
+
+
 def test_bytes_are_seed_plus_packed_bits(gnu):
     for c in gnu["checkpoints"]:
         k = c["after_tasks"]
@@ -66,6 +72,7 @@ def test_gns_with_topk_masks_and_sparse_bytes():
     rec = run(["mask=topk"], scenario="gns", tasks=2, density=0.1, iters=60)
     last = rec["checkpoints"][-1]
     assert last["task_inference"]["H"] == [1.0, 1.0]
+    assert rec["extras"]["mask_density"] == pytest.approx([0.1, 0.1], abs=1e-4)
     kept = sum(round(0.1 * n) for n in (784 * 300, 300 * 100, 100 * 100))
     cols = (784 + 1) + (300 + 1) + (100 + 1)
     assert abs(last["bytes"]["sparse"]["bytes"] - (8 + 2 * (2 * kept + 4 * cols))) <= 2 * 2 * 3
