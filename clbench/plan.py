@@ -13,7 +13,7 @@ from clbench import registry
 from clbench.benchmark import StreamProperties
 from clbench.config import RunConfig, parse_eval_at, resolve_options
 from clbench.errors import ClbenchError, Incompatible
-from clbench.models import MODELS, check_model
+from clbench.models import check_model
 from clbench.scenarios.taxonomy import Scenario, get_scenario
 
 
@@ -109,6 +109,3 @@ def with_data(plan: Plan, data_root: str | None, download: bool) -> tuple[Plan, 
     plan.config = replace(plan.config, data_identity=dict(source.identity))
     return plan, source
 
-
-def model_names() -> list[str]:
-    return list(MODELS)
