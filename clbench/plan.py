@@ -7,6 +7,7 @@ happens here, so a bad command writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from clbench import registry
@@ -70,8 +71,9 @@ def make_plan(
     from clbench.data import SOURCES
 
     plugin = None
-    for path in plugins or []:
-        digest = registry.load_plugin_file(path)
+    for given_path in plugins or []:
+        digest = registry.load_plugin_file(given_path)
+        path = Path(given_path).expanduser().resolve()  # one file, one path, whatever the cwd
         plugin = {"path": str(path), "sha256": digest} if plugin is None else {
             "path": f"{plugin['path']},{path}", "sha256": f"{plugin['sha256']},{digest}"}
     method = registry.get_method(method_name)

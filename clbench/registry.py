@@ -37,6 +37,7 @@ class Broken:
 _registries: dict[str, dict[str, type | Broken]] = {METHOD_GROUP: {}, BENCHMARK_GROUP: {}}
 _loaded_groups: set[str] = set()
 _plugin_files: dict[str, str] = {}  # path -> sha256
+_broken_files: list[Broken] = []
 _loading_source: list[str] = []
 
 
@@ -82,12 +83,21 @@ def _load_group(group: str) -> None:
         _loading_source.append(source)
         try:
             ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
-            _registries[group].setdefault(
-                normalise(ep.name), Broken(normalise(ep.name), source, _one_line(exc))
-            )
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not
+            _mark_broken(group, ep.name, source, exc)  # break the CLI
         finally:
             _loading_source.pop()
+
+
+def _mark_broken(group: str, name: str, source: str, exc: BaseException) -> Broken:
+    """Keep a plugin that failed to load, under its name (suffixed if a working entry has it)."""
+    key = normalise(name)
+    table = _registries[group]
+    if key in table and not isinstance(table[key], Broken):
+        key = f"{key}:broken"
+    entry = Broken(key, source, _one_line(exc))
+    table.setdefault(key, entry)
+    return entry
 
 
 def _one_line(exc: BaseException) -> str:
@@ -96,7 +106,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def load_plugin_file(path: str | Path) -> str:
-    """Import a plugin file (its decorators register what it defines); return its sha256."""
+    """Import a plugin file (its decorators register what it defines); return its sha256.
+
+    Installed entry points load first, so a name clash marks the file as broken, not them. A
+    file that fails to import is kept as a broken method under its stem.
+    """
+    _load_group(METHOD_GROUP)
+    _load_group(BENCHMARK_GROUP)
     file = Path(path).expanduser().resolve()
     if not file.is_file():
         raise ClbenchError(f"--plugin {path}: no such file")
@@ -113,10 +129,8 @@ def load_plugin_file(path: str | Path) -> str:
     _loading_source.append(f"plugin {file}")
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001
-        _registries[METHOD_GROUP].setdefault(
-            file.stem, Broken(normalise(file.stem), f"plugin {file}", _one_line(exc))
-        )
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
+        _broken_files.append(_mark_broken(METHOD_GROUP, file.stem, f"plugin {file}", exc))
     finally:
         _loading_source.pop()
     return digest
@@ -143,7 +157,10 @@ def _get(table: dict[str, type | Broken], kind: str, name: str) -> type:
     entry = table.get(normalise(name))
     if entry is None:
         choices = ", ".join(k for k, v in table.items() if not isinstance(v, Broken))
-        raise ClbenchError(f"unknown {kind} '{name}': choose one of {choices} (clbench list)")
+        broken = "".join(f"; {b.source} failed to load: {b.error}" for b in _broken_files)
+        raise ClbenchError(
+            f"unknown {kind} '{name}': choose one of {choices} (clbench list){broken}"
+        )
     if isinstance(entry, Broken):
         raise ClbenchError(f"{kind} '{entry.name}' ({entry.source}) failed to load: {entry.error}")
     return entry
