@@ -68,7 +68,7 @@ def hand_written(data_root: str, steps: int) -> float:
         if step % len(order) == 0 and step:
             order = torch.randperm(60000, generator=gen).split(128)
         idx = order[step % len(order)]
-        x = x_all[idx].float().div_(255)[:, perm].sub_(0.1307).div_(0.3081)
+        x = torch.index_select(x_all[idx].float().div_(255), 1, perm).sub_(0.1307).div_(0.3081)
         h = x
         for i, (w, s) in enumerate(zip(weights, scores)):
             h = F.linear(h, w * Threshold.apply(s))
