@@ -30,16 +30,59 @@ def make_optimizer(params: Any, settings: dict[str, Any]) -> Any:
     return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
 
 
+def parameter_count(model: Any) -> int:
+    """Trainable tensors' elements (parameters) of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def build_plain_model(ctx: Any, *, bias: bool = True) -> Any:
+    """The run's model as a plain trainable torch model: an MLP (``lenet``, ``fc1024``) or
+    GEM's ResNet-18 with shared affine BatchNorm (``gemresnet18``)."""
+    from math import prod
+
+    from clbench.models import build_gemresnet18, build_mlp
+
+    if ctx.config.model == "gemresnet18":
+        return build_gemresnet18(ctx.outputs, generator=ctx.generator("model"))
+    in_features = prod(ctx.props.input_shape)
+    return build_mlp(ctx.config.model, in_features, ctx.outputs, ctx.generator("model"),
+                     bias=bias)
+
+
+class _EpochChunks:
+    """One task's ``iters`` batches dealt out as ``epochs`` Avalanche epochs of ⌈iters/epochs⌉
+    batches (the last one shorter), from one continuing clbench loader."""
+
+    def __init__(self, loader: Any, epochs: int) -> None:
+        self.batches, self.size = iter(loader), -(-len(loader) // epochs)
+        self.length = len(loader)
+
+    def __iter__(self) -> Any:
+        for _ in range(self.size):
+            try:
+                yield next(self.batches)
+            except StopIteration:
+                return
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class AvalancheMethod(Method):
     """An Avalanche strategy class (by name in ``avalanche.training``) on a plain model.
 
-    Subclasses set ``strategy_class`` and may override :meth:`strategy_kwargs`. One Avalanche
-    epoch is one pass of the clbench loader: with ``--iters N`` that pass is exactly N batches
-    (``train_epochs=1``); with ``--epochs E`` it is one pass over the data (``train_epochs=E``).
+    Subclasses set ``strategy_class`` and may override :meth:`strategy_kwargs`,
+    :meth:`plugins`, :meth:`wrap_model` and :meth:`stored` (bytes beyond the model's fp32
+    parameters). Iterations to epochs: one Avalanche epoch is one pass of the clbench loader;
+    with ``--iters N`` that pass is exactly N batches (``train_epochs=1``), unless the strategy
+    needs several epochs (``epochs_with_iters`` > 1: the N batches are dealt into that many
+    epochs of ⌈N/epochs⌉ batches, so the budget stays N); with ``--epochs E`` it is one pass
+    over the data (``train_epochs=E``). Models: ``lenet``, ``fc1024`` (MLPs with biases) and
+    ``gemresnet18`` (shared affine BatchNorm).
     """
 
     strategy_class: ClassVar[str] = "Naive"
-    models = ("lenet", "fc1024")
+    models = ("lenet", "fc1024", "gemresnet18")
     params = OPTIMIZER_PARAMS
     bytes_rules = {"fp32": "fp32-parameters: 4 bytes per model parameter (one shared model)"}
 
@@ -48,30 +91,46 @@ class AvalancheMethod(Method):
         import avalanche.training
         import torch
 
-        from clbench.models import build_mlp
         from clbench.streams import fast_strategy, quiet_evaluator
 
         torch.manual_seed(ctx.generator("global").initial_seed())  # plugins that use it
-        in_features = prod(ctx.props.input_shape)
-        self.model = build_mlp(ctx.config.model, in_features, ctx.outputs, ctx.generator("model"))
+        self.model = self.wrap_model(build_plain_model(ctx))
         config = ctx.config
         cls = fast_strategy(getattr(avalanche.training, self.strategy_class))
+        epochs = config.epochs or self.epochs_with_iters()
+        if config.epochs is None and epochs > 1:
+            cls = type(cls.__name__, (_ChunkedLoaderMixin, cls), {})
+        plugins = self.plugins()
         self.strategy = cls(
             model=self.model,
             optimizer=make_optimizer(self.model.parameters(), ctx.params),
             criterion=torch.nn.CrossEntropyLoss(),
             train_mb_size=config.batch_size,
-            train_epochs=config.epochs or 1,
+            train_epochs=epochs,
             eval_mb_size=config.eval_batch_size,
             device=ctx.device,
             evaluator=quiet_evaluator(),
+            **({"plugins": plugins} if plugins else {}),
             **self.strategy_kwargs(),
         )
         self.strategy.clbench_ctx = ctx
+        self.strategy.clbench_epochs = epochs
+
+    def wrap_model(self, model: Any) -> Any:
+        """The model the strategy trains (PackNet wraps it)."""
+        return model
+
+    def epochs_with_iters(self) -> int:
+        """Avalanche epochs one task's ``--iters`` batches are dealt into."""
+        return 1
 
     def strategy_kwargs(self) -> dict[str, Any]:
         """Extra keyword arguments of the Avalanche strategy (from params)."""
         return {}
+
+    def plugins(self) -> list[Any]:
+        """Extra Avalanche plugins."""
+        return []
 
     def train_experience(self, experience: Any) -> None:
         self.strategy.train(experience)
@@ -106,6 +165,95 @@ class AvalancheMethod(Method):
         self.model.train()
         return answers
 
+    def stored(self) -> dict[str, int]:
+        """Bytes stored beyond the fp32 model, per encoding of :attr:`bytes_rules`."""
+        return {"fp32": 0}
+
     def bytes(self) -> dict[str, Bytes]:
-        count = sum(p.numel() for p in self.model.parameters())
-        return {"fp32": Bytes(4 * count, "fp32-parameters")}
+        params = 4 * parameter_count(self.model)
+        return {enc: Bytes(params + extra, self.bytes_formula(enc))
+                for enc, extra in self.stored().items()}
+
+    def bytes_formula(self, encoding: str) -> str:
+        """The formula id recorded with the bytes (the rule's text before the colon)."""
+        return self.bytes_rules[encoding].split(":")[0]
+
+    def plugin(self, class_name: str) -> Any:
+        """The strategy's plugin of that class name."""
+        return next(p for p in self.strategy.plugins if type(p).__name__ == class_name)
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one stored training sample: uint8 pixels plus an int64 label."""
+        return prod(self.ctx.props.input_shape) + 8
+
+
+class _ChunkedLoaderMixin:
+    """Deal one task's ``--iters`` batches into ``clbench_epochs`` Avalanche epochs."""
+
+    def make_train_dataloader(self, *args: Any, **kwargs: Any) -> None:
+        loader = self.clbench_ctx.train_loader(self.experience.current_experience)
+        self.dataloader = _EpochChunks(loader, self.clbench_epochs)
+
+
+def _replay_plugin_class() -> type:
+    from avalanche.training.plugins import ReplayPlugin
+
+    class ClbenchReplayPlugin(ReplayPlugin):
+        """Avalanche's ReplayPlugin (experience-balanced buffer, filled from the experience's
+        dataset after each task), but each clbench training batch is concatenated with a
+        buffer batch of the same size instead of swapping in a ``ReplayDataLoader``."""
+
+        def __init__(self, ctx: Any, mem_size: int) -> None:
+            super().__init__(mem_size=mem_size)
+            self.ctx = ctx
+
+        def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+            if len(self.storage_policy.buffer) == 0:
+                return
+            index = strategy.experience.current_experience
+            strategy.dataloader = _ReplayMix(
+                strategy.dataloader, self.storage_policy.buffer, strategy.train_mb_size,
+                self.ctx.generator("replay", index),
+            )
+
+    return ClbenchReplayPlugin
+
+
+class _ReplayMix:
+    """Each batch of ``loader`` followed by ``size`` buffer samples (drawn without replacement,
+    reshuffled when the buffer is used up), read one at a time from the buffer."""
+
+    def __init__(self, loader: Any, buffer: Any, size: int, generator: Any) -> None:
+        self.loader, self.buffer, self.size, self.generator = loader, buffer, size, generator
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _memory(self) -> Any:
+        import torch
+
+        while True:
+            order = torch.randperm(len(self.buffer), generator=self.generator)
+            for chunk in order.split(self.size):
+                samples = [self.buffer[int(i)] for i in chunk]
+                yield [torch.stack([s[0] for s in samples]),
+                       torch.tensor([int(s[1]) for s in samples]),
+                       torch.tensor([int(s[2]) for s in samples])]
+
+    def __iter__(self) -> Any:
+        import torch
+
+        memory = self._memory()
+        for x, y, t in self.loader:
+            mx, my, mt = next(memory)
+            yield (torch.cat([x, mx.to(x.device)]), torch.cat([y, my.to(y.device)]),
+                   torch.cat([t, mt.to(t.device)]))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ClbenchReplayPlugin":  # built lazily: Avalanche is imported only when used
+        cls = _replay_plugin_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)

@@ -32,12 +32,15 @@ class _Samples:
 
 
 def avalanche_dataset(data: TaskData) -> Any:
-    """An Avalanche classification dataset whose samples are ``(x, y, task_label)``."""
+    """A task-aware Avalanche classification dataset whose samples are ``(x, y, task_label)``
+    (task-aware, with ``task_set``, because strategies such as LwF read it)."""
     from avalanche.benchmarks.utils import ConstantSequence, DataAttribute
-    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+    from avalanche.benchmarks.utils.classification_dataset import (
+        TaskAwareSupervisedClassificationDataset,
+    )
     from avalanche.benchmarks.utils.data_attribute import TaskLabels
 
-    return ClassificationDataset(
+    return TaskAwareSupervisedClassificationDataset(
         [_Samples(data)],
         data_attributes=[
             DataAttribute(data.labels.tolist(), "targets"),
