@@ -261,7 +261,9 @@ def name_groups(groups: list[Group]) -> None:
     def label(g: Group, variant: bool) -> tuple[str, ...]:
         c = g.config
         method = c["method"] + (f" {g.variant}" if variant and g.variant != "default" else "")
-        return (method, *(str(c[k]) for k in BASE[1:]))
+        view = c.get("label_view", "task")
+        scenario = c["scenario"] + ("" if view == "task" else f" ({view} view)")
+        return (method, scenario, *(str(c[k]) for k in BASE[2:]))
 
     for variant in (True, False):
         clashes: dict[tuple[str, ...], list[Group]] = {}
