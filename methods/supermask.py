@@ -638,6 +638,18 @@ class SupermaskNet(nn.Module):
         self._require_superposable()
         self._set_weights(self._mean_weights(self.store, self.store.count), ("mean", None))
 
+    def weights_changed(self) -> None:
+        """Forget every cached W ⊙ M after the weights were edited in place (ExSSNeT trains
+        them) and recompute the current mode's."""
+        self._task_cache = self._mean_cache = None
+        kind, index = self._mode
+        if kind == "task":
+            self.use_task(index)  # type: ignore[arg-type]
+        elif kind == "mean":
+            self.use_mean()
+        elif kind == "alphas" and self._alpha_args is not None:
+            self.use_alphas(*self._alpha_args)
+
     # ---- checkpoints
     def get_state(self) -> dict[str, Any]:
         """Everything needed to rebuild this model (W is re-derived from the seed)."""
