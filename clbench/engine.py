@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
 from clbench.config import SCHEMA_VERSION
 from clbench.context import RunContext
@@ -84,6 +87,16 @@ class Evaluator:
             entry["task_inference"][v] = None if all(i is None for i in inference) else inference
         return entry
 
+    def validation(self, learned: int) -> dict[str, Any]:
+        """Task-given accuracy of every task on its held-out validation split (for choosing
+        hyper-parameters without the test set)."""
+        tasks = list(range(learned))
+        batches = [self.ctx.val_batches(t) for t in tasks]
+        answers = self.method.predict([EvalRequest(t, b) for t, b in zip(tasks, batches)])
+        per_task = [self._score(b, a, t, given=True).accuracy
+                    for t, b, a in zip(tasks, batches, answers)]
+        return {"oracle": per_task, "accuracy": metrics.average(per_task)}
+
     @staticmethod
     def _variant(answer: Answer, variant: str) -> Answer:
         if answer.variants is None:
@@ -104,8 +117,15 @@ class Evaluator:
         )
 
 
-def execute(plan: Plan, source: Source, command: list[str], show_progress: bool = True) -> dict:
-    """Run ``plan`` on ``source`` and return its complete record (the caller stores it)."""
+def execute(
+    plan: Plan, source: Source, command: list[str], show_progress: bool = True,
+    checkpoint: Path | None = None, say: Callable[[str], None] = print,
+) -> dict:
+    """Run ``plan`` on ``source`` and return its complete record (the caller stores it).
+
+    With ``checkpoint``, the method's state and the evaluation so far are saved there after
+    every task, and a run finding a checkpoint of its config resumes after its last task.
+    """
     config = plan.config
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     environment = {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
@@ -124,8 +144,23 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
     evaluator = Evaluator(ctx, method, variants)
     timing: dict[str, Any] = {"setup_s": time.perf_counter() - clock, "train_s": 0.0,
                               "eval_s": 0.0, "train_s_per_task": []}
-    checkpoints = []
+    checkpoints: list[dict[str, Any]] = []
+    resumes: list[dict[str, Any]] = []
+    saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
+    if saved is not None:
+        method.load_state_dict(saved["method"])
+        evaluator.diagonal, checkpoints = saved["diagonal"], saved["checkpoints"]
+        started, environment, resumes = saved["started_at"], saved["environment"], saved["resumes"]
+        timing = {**saved["timing"], "setup_s": saved["timing"]["setup_s"] + timing["setup_s"]}
+        resumes.append({"at_task": saved["learned"] + 1, "git_commit": provenance.git_commit(),
+                        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+        progress.resume(saved["learned"] * per_task)
+        say(f"resuming after task {saved['learned']} of {config.tasks} from {checkpoint}")
+    learned = 0 if saved is None else saved["learned"]
+    earlier = timing.get("total_s", 0.0)
     for task, experience in enumerate(benchmark.train_stream):
+        if task < learned:
+            continue
         progress.set_note(f"task {task + 1}/{config.tasks}")
         tick = time.perf_counter()
         method.train_experience(experience)
@@ -141,11 +176,28 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
                               for k, b in method.bytes().items()}
             checkpoints.append(entry)
         timing["eval_s"] += time.perf_counter() - tick
+        if checkpoint is not None and task + 1 < config.tasks:
+            state = method.state_dict()
+            if state is None:
+                say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
+                    "from its first task")
+                checkpoint = None
+            else:
+                timing["total_s"] = earlier + time.perf_counter() - clock
+                checkpoint_io.save(checkpoint, config.to_dict(), {
+                    "learned": task + 1, "method": state, "diagonal": evaluator.diagonal,
+                    "checkpoints": checkpoints, "timing": timing, "started_at": started,
+                    "environment": environment, "resumes": resumes})
     progress.close()
-    timing["total_s"] = time.perf_counter() - clock
+    validation = None
+    if config.val_fraction > 0:
+        tick = time.perf_counter()
+        validation = evaluator.validation(config.tasks)
+        timing["eval_s"] += time.perf_counter() - tick
+    timing["total_s"] = earlier + time.perf_counter() - clock
     for key in ("setup_s", "train_s", "eval_s", "total_s"):
         timing[key] = round(timing[key], 3)
-    return {
+    record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": config.run_id,
         "status": "complete",
@@ -167,6 +219,11 @@ def execute(plan: Plan, source: Source, command: list[str], show_progress: bool 
         "started_at": started,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if validation is not None:
+        record["validation"] = validation
+    if resumes:
+        record["resumes"] = resumes
+    return record
 
 
 def summary(checkpoints: list[dict], diagonal: list[float], variants: list[str]) -> dict:

@@ -137,6 +137,20 @@ class Method:
         """Method-specific results for the record (documented keys)."""
         return {}
 
+    def state_dict(self) -> dict[str, Any] | None:
+        """Everything learned so far, for a checkpoint after a task; None: cannot checkpoint
+        (the run then restarts from the first task when interrupted, and says so).
+
+        Only tensors, numbers, strings, lists, tuples and dicts of them (a checkpoint is loaded
+        with ``weights_only=True``). Generators need not be saved when, like the context's,
+        they are seeded per task; any other random state must be.
+        """
+        return None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a method freshly built with the same context."""
+        raise NotImplementedError(f"{self.name} cannot resume from a checkpoint")
+
 
 def refuse(message: str) -> None:
     """Raise the one-line compatibility error."""

@@ -14,20 +14,24 @@ class Progress:
         self.total, self.label = max(1, total), label
         self.enabled = enabled
         self.terminal = sys.stderr.isatty()
-        self.done = 0
+        self.done = self.first = 0  # first: steps done before this process (a resumed run)
         self.start = 0.0  # set at the first step, so setup time does not skew the ETA
         self._last = 0.0
         self.note = ""
 
     def tick(self) -> None:
         now = time.perf_counter()
-        if self.done == 0:
+        if self.done == self.first:
             self.start = now
         self.done += 1
         every = 0.1 if self.terminal else 30.0
         if self.enabled and (now - self._last > every or self.done == self.total):
             self._last = now
             self.draw(now)
+
+    def resume(self, done: int) -> None:
+        """Count ``done`` steps as already made (by an interrupted run)."""
+        self.done = self.first = done
 
     def set_note(self, note: str) -> None:
         self.note = note
@@ -37,7 +41,8 @@ class Progress:
     def draw(self, now: float) -> None:
         elapsed = now - self.start
         frac = min(1.0, self.done / self.total)
-        eta = elapsed / frac - elapsed if frac > 0 else 0.0
+        rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
         bar = "#" * int(frac * 24)
         line = (f"{self.label} [{bar:<24}] {frac:6.1%} {fmt(elapsed)} elapsed, ETA {fmt(eta)} "
                 f"{self.note}")

@@ -62,6 +62,12 @@ class Store:
     def path(self, config: dict[str, Any], run_id: str) -> Path:
         return self.root / run_dir_name(config, run_id) / RECORD
 
+    def checkpoint_path(self, config: Any) -> Path:
+        """Where a run (a :class:`~clbench.config.RunConfig`) keeps its checkpoint."""
+        from clbench.checkpoint import FILE
+
+        return self.path(config.to_dict(), config.run_id).parent / FILE
+
     def find(self, run_id: str) -> Path | None:
         """The record file of a run id, if its folder exists."""
         if not self.root.is_dir():

@@ -220,6 +220,24 @@ class BatchE(Method):
         self.net.eval()
         self.tasks += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "net": self.net.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from clbench.models import add_task
+
+        for index in range(state["tasks"]):  # the members' shapes, then their trained values
+            generator = self.ctx.generator("members", index)
+            for layer in self.layers:
+                layer.add_member(generator)
+            add_task(self.net)
+        self.net.load_state_dict(state["net"])
+        for layer in self.layers:
+            for v in (*layer.r, *layer.s):
+                v.requires_grad_(False)
+        self.tasks = state["tasks"]
+        self.net.eval()
+
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
         import torch
 

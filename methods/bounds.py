@@ -123,6 +123,15 @@ class UpperBound(Method):
         _fit(self.ctx, index, net, [(list(net.parameters()), self.ctx.params["weight_lr"])])
         self.nets.append(net.eval())
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"nets": [net.state_dict() for net in self.nets]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for saved in state["nets"]:
+            net = _network(self.ctx, "shared")
+            net.load_state_dict(saved)
+            self.nets.append(net.to(self.ctx.device).eval())
+
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
         import torch
 
@@ -195,6 +204,20 @@ class _Heads(Method):
         if trains:
             groups.append((trunk, p["weight_lr"]))
         _fit(self.ctx, index, lambda x: head(self._features(x)), groups)
+        self.net.eval()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "heads": [h.state_dict() for h in self.heads]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from clbench.models import add_task
+
+        for saved in state["heads"]:
+            add_task(self.net)
+            head = copy.deepcopy(self.initial_head).to(self.ctx.device)
+            head.load_state_dict(saved)
+            self.heads.append(head)
+        self.net.load_state_dict(state["net"])
         self.net.eval()
 
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:

@@ -109,6 +109,17 @@ class PSP(Method):
                 optimizer.step()
         self.tasks += 1
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"tasks": self.tasks, "weights": [w.detach() for w in self.weights]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        with torch.no_grad():
+            for w, saved in zip(self.weights, state["weights"], strict=True):
+                w.copy_(saved)
+        self.tasks = state["tasks"]
+
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
         import torch
 

@@ -341,6 +341,44 @@ class SupSup(Method):
         if part:
             yield part
 
+    # ---------------------------------------------------------------- checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """GG/GN: the net's packed masks, BN statistics and transfer mean; NNs also every
+        allocated mask's float scores, their optimizer's state and the allocation history."""
+        if not self.nns:
+            return {"net": self.net.get_state()}
+        return {
+            "net": self.net.get_state(),
+            "bank": [[p.detach().cpu() for p in self.bank.parameters(i)]
+                     for i in range(self.bank.count)],
+            "optimizer": self.bank_optimizer.state_dict(),
+            "masks": self.masks, "current": self.current, "allocated": list(self.allocated),
+            "trained_on": [{str(k): v for k, v in c.items()} for c in self.trained_on],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from clbench.methods.supermask import ScoreBank, model_from_state
+
+        self.net = model_from_state(state["net"]).to(self.ctx.device)
+        if not self.nns:
+            return
+        self.bank = ScoreBank(self.net)
+        self.bank.grow(len(state["bank"]))
+        for i, row in enumerate(state["bank"]):
+            for p, saved in zip(self.bank.parameters(i), row, strict=True):
+                p.data.copy_(saved)
+        groups = len(state["optimizer"]["param_groups"])
+        self.bank_optimizer = self._optimizer(self.bank.parameters(0))
+        for i in range(1, groups):
+            self.bank_optimizer.add_param_group({"params": self.bank.parameters(i)})
+        self.bank_optimizer.load_state_dict(state["optimizer"])
+        self.masks, self.current = state["masks"], state["current"]
+        self.allocated = list(state["allocated"])
+        self.trained_on = [Counter({int(k): v for k, v in c.items()})
+                           for c in state["trained_on"]]
+        self.bank.select(self.current)
+
     # ---------------------------------------------------------------- accounting
 
     def bytes(self) -> dict[str, Bytes]:

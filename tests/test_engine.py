@@ -38,3 +38,15 @@ def test_gnu_class_incremental_view_is_scored_per_sample():
     assert inference is not None and all(0 <= v <= 1 for v in inference)
     final = rec["final"]["default"]
     assert final["accuracy"] <= final["oracle_accuracy"] + 1e-9
+
+
+def test_val_fraction_records_validation_accuracy_on_held_out_data():
+    plain = run(tasks=2)
+    assert "validation" not in plain
+    held = run(tasks=2, val_fraction=0.2)
+    validation = held["validation"]
+    assert len(validation["oracle"]) == 2
+    assert abs(validation["accuracy"] - sum(validation["oracle"]) / 2) < 1e-12
+    assert validation["oracle"][0] > 0.5  # learned, and scored on images it never trained on
+    assert validation["oracle"] != held["checkpoints"][-1]["oracle"]  # not the test set
+    assert held["checkpoints"] != plain["checkpoints"]  # 20% fewer training images

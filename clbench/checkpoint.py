@@ -1,0 +1,79 @@
+"""Checkpoints after each task, so an interrupted run resumes where it stopped.
+
+A checkpoint lives beside the run's record (``checkpoint.pt`` in the run's folder) and holds
+the run config as JSON, the number of tasks learned, the method's :meth:`~clbench.method.Method.
+state_dict`, the evaluation so far (diagonal and checkpoints) and the timings. It is written
+atomically (a temporary file renamed into place) and read with ``weights_only=True``, so it can
+hold only tensors and plain data. The run's randomness needs no saving: every generator is
+seeded per task by the context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from clbench.errors import ClbenchError
+
+FORMAT = 1
+FILE = "checkpoint.pt"
+
+
+def _hashed_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "tags"}
+
+
+def save(path: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
+    """Write ``state`` (which must not hold the key ``format`` or ``config``) atomically."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "config": json.dumps(_hashed_config(config), sort_keys=True),
+               **state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` for this config, or None when there is none.
+
+    Refuses, with a one-line error naming the fix, a checkpoint that cannot be read or that
+    another config wrote.
+    """
+    if not path.is_file():
+        return None
+    import pickle
+
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise ClbenchError(f"checkpoint {path} is unreadable ({type(exc).__name__}): delete it "
+                           "to start the run afresh") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ClbenchError(f"checkpoint {path} is not a clbench checkpoint of format {FORMAT}: "
+                           "delete it to start the run afresh")
+    saved = json.loads(payload["config"])
+    wanted = _hashed_config(config)
+    if saved != wanted:
+        differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise ClbenchError(f"checkpoint {path} was written by another config (it differs in "
+                           f"{', '.join(differ)}): delete it to start this run afresh")
+    return payload
+
+
+def remove(path: Path) -> None:
+    """Delete a checkpoint once its run's record is written."""
+    path.unlink(missing_ok=True)
