@@ -39,65 +39,133 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 Opt = typer.Option
 
 
+# Options shared by ``run`` and ``sweep`` (one definition, one help text).
+Scenario = Annotated[Optional[str], Opt(help="gg, gns, gnu or nns [default: gg or the method's "
+                                             "preset]")]
+Benchmark = Annotated[Optional[str], Opt(help="permuted, rotated or split")]
+Dataset = Annotated[Optional[str], Opt(help="data source (clbench list datasets)")]
+Model = Annotated[Optional[str], Opt(help="model (clbench list models)")]
+Tasks = Annotated[Optional[int], Opt(help="number of tasks")]
+Iters = Annotated[Optional[int], Opt(help="training batches per task")]
+Epochs = Annotated[Optional[int], Opt(help="training epochs per task (instead of --iters)")]
+BatchSize = Annotated[Optional[int], Opt(help="training batch size")]
+EvalBatchSize = Annotated[Optional[int], Opt(help="test batch size (task inference decides "
+                                                  "per batch)")]
+Lr = Annotated[Optional[float], Opt(help="the method's primary learning rate")]
+Params = Annotated[Optional[list[str]], Opt("--param", help="method param name=value "
+                                                            "(repeatable)")]
+Density = Annotated[Optional[float], Opt(help="fraction of weights kept, in (0, 1]")]
+Sparsity = Annotated[Optional[float], Opt(help="1 - density")]
+LabelView = Annotated[Optional[str], Opt(help="task, domain or class-incremental")]
+Seed = Annotated[Optional[int], Opt(help="run seed")]
+DataSeed = Annotated[Optional[int], Opt(help="stream seed [default: --seed]")]
+Threads = Annotated[Optional[int], Opt(help="torch threads [default: all cores; in a sweep, "
+                                            "cores / workers]")]
+Device = Annotated[Optional[str], Opt(help="cpu, cuda or cuda:N")]
+EvalAt = Annotated[Optional[str], Opt(help="task counts to evaluate after, e.g. 10,50; all; "
+                                           "end")]
+ValFraction = Annotated[Optional[float], Opt(help="held-out validation part of each task's "
+                                                  "training data")]
+PresetName = Annotated[Optional[str], Opt("--preset", help="a named protocol of the method, "
+                                                           "e.g. paper")]
+DataRoot = Annotated[Optional[str], Opt(help="data folder [default: $CLBENCH_DATA or "
+                                             "~/.cache/clbench/data]")]
+Download = Annotated[bool, Opt(help="download missing datasets with torchvision")]
+Results = Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
+                                            "results/]")]
+Tags = Annotated[Optional[list[str]], Opt("--tag", help="experiment name kept in the record "
+                                                        "(repeatable)")]
+Plugins = Annotated[Optional[list[str]], Opt("--plugin", help="a Python file adding methods "
+                                                              "or benchmarks (repeatable)")]
+
+
+RUN_OPTIONS = ("scenario", "benchmark", "dataset", "model", "tasks", "iters", "epochs",
+               "batch_size", "eval_batch_size", "lr", "density", "sparsity", "label_view",
+               "seed", "data_seed", "threads", "device", "eval_at", "val_fraction")
+
+
+def run_options(values: dict[str, object]) -> dict[str, object]:
+    """The run options among a command's arguments (None where not given)."""
+    return {k: values[k] for k in RUN_OPTIONS}
+
+
 @app.command(epilog=EXAMPLES)
 def run(
     method: Annotated[str, Opt(help="method to run (clbench list methods)")],
-    scenario: Annotated[Optional[str], Opt(help="gg, gns, gnu or nns [default: gg or the "
-                                                "method's preset]")] = None,
-    benchmark: Annotated[Optional[str], Opt(help="permuted, rotated or split")] = None,
-    dataset: Annotated[Optional[str], Opt(help="data source (clbench list datasets)")] = None,
-    model: Annotated[Optional[str], Opt(help="model (clbench list models)")] = None,
-    tasks: Annotated[Optional[int], Opt(help="number of tasks")] = None,
-    iters: Annotated[Optional[int], Opt(help="training batches per task")] = None,
-    epochs: Annotated[Optional[int], Opt(help="training epochs per task (instead of --iters)")]
-    = None,
-    batch_size: Annotated[Optional[int], Opt(help="training batch size")] = None,
-    eval_batch_size: Annotated[Optional[int], Opt(help="test batch size (task inference "
-                                                       "decides per batch)")] = None,
-    lr: Annotated[Optional[float], Opt(help="the method's primary learning rate")] = None,
-    param: Annotated[Optional[list[str]], Opt(help="method param name=value (repeatable)")]
-    = None,
-    density: Annotated[Optional[float], Opt(help="fraction of weights kept, in (0, 1]")] = None,
-    sparsity: Annotated[Optional[float], Opt(help="1 - density")] = None,
-    label_view: Annotated[Optional[str], Opt(help="task, domain or class-incremental")] = None,
-    seed: Annotated[Optional[int], Opt(help="run seed")] = None,
-    data_seed: Annotated[Optional[int], Opt(help="stream seed [default: --seed]")] = None,
-    threads: Annotated[Optional[int], Opt(help="torch threads [default: all cores]")] = None,
-    device: Annotated[Optional[str], Opt(help="cpu, cuda or cuda:N")] = None,
-    eval_at: Annotated[Optional[str], Opt(help="task counts to evaluate after, e.g. 10,50; "
-                                               "all; end")] = None,
-    val_fraction: Annotated[Optional[float], Opt(help="held-out validation part of each "
-                                                      "task's training data")] = None,
-    preset: Annotated[Optional[str], Opt(help="a named protocol of the method, e.g. paper")]
-    = None,
-    data_root: Annotated[Optional[str], Opt(help="data folder [default: $CLBENCH_DATA or "
-                                                 "~/.cache/clbench/data]")] = None,
-    download: Annotated[bool, Opt(help="download missing datasets with torchvision")] = False,
-    results: Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
-                                               "results/]")] = None,
-    tag: Annotated[Optional[list[str]], Opt(help="experiment name kept in the record "
-                                                 "(repeatable)")] = None,
-    plugin: Annotated[Optional[list[str]], Opt(help="a Python file adding methods or "
-                                                    "benchmarks (repeatable)")] = None,
-    force: Annotated[bool, Opt(help="run even if a complete record exists")] = False,
+    scenario: Scenario = None, benchmark: Benchmark = None, dataset: Dataset = None,
+    model: Model = None, tasks: Tasks = None, iters: Iters = None, epochs: Epochs = None,
+    batch_size: BatchSize = None, eval_batch_size: EvalBatchSize = None, lr: Lr = None,
+    param: Params = None, density: Density = None, sparsity: Sparsity = None,
+    label_view: LabelView = None, seed: Seed = None, data_seed: DataSeed = None,
+    threads: Threads = None, device: Device = None, eval_at: EvalAt = None,
+    val_fraction: ValFraction = None, preset: PresetName = None, data_root: DataRoot = None,
+    download: Download = False, results: Results = None, tag: Tags = None,
+    plugin: Plugins = None,
+    force: Annotated[bool, Opt(help="run even if a complete record exists (drops its "
+                                    "checkpoint)")] = False,
     progress: Annotated[bool, Opt(help="show a progress bar")] = True,
 ) -> None:
-    """Run one method on one stream and write its record."""
-    from clbench.runner import run_one
+    """Run one method on one stream and write its record (an interrupted run resumes)."""
+    from clbench.runner import RunSpec, run_one
 
-    given = {
-        "scenario": scenario, "benchmark": benchmark, "dataset": dataset, "model": model,
-        "tasks": tasks, "iters": iters, "epochs": epochs, "batch_size": batch_size,
-        "eval_batch_size": eval_batch_size, "lr": lr, "density": density, "sparsity": sparsity,
-        "label_view": label_view, "seed": seed, "data_seed": data_seed, "threads": threads,
-        "device": device, "eval_at": eval_at, "val_fraction": val_fraction,
-    }
+    given = run_options(locals())
+    spec = RunSpec(method, given, param or [], preset, plugin or [], tag or [], data_root,
+                   download, ["clbench", *sys.argv[1:]])
     try:
-        code = run_one(
-            method, given, param or [], preset=preset, plugins=plugin or [], tags=tag or [],
-            data_root=data_root, download=download, results=results, force=force,
-            progress=progress, command=["clbench", *sys.argv[1:]],
-        )
+        code = run_one(spec, results, force=force, progress=progress)
+    except ClbenchError as exc:
+        raise fail(str(exc)) from None
+    raise typer.Exit(code)
+
+
+SWEEP_EXAMPLES = """\b
+Examples:
+  clbench sweep --method supsup --method avalanche:ewc --dataset mnist-5k --tasks 6 \\
+      --param mask=topk --grid seed=0,1 --grid density=0.05,0.1 --dry-run
+  clbench sweep --file sweep.yaml --executor local --workers 2 --tag my-experiment
+"""
+
+
+@app.command(epilog=SWEEP_EXAMPLES)
+def sweep(
+    method: Annotated[Optional[list[str]], Opt(help="method (repeatable; or --grid "
+                                                    "method=a,b)")] = None,
+    grid: Annotated[Optional[list[str]], Opt(help="an option or param.NAME with several "
+                                                  "values: name=v1,v2 (repeatable)")] = None,
+    file: Annotated[Optional[str], Opt(help="YAML sweep file: option names as keys, lists "
+                                            "vary (the command line wins)")] = None,
+    dry_run: Annotated[bool, Opt(help="print the plan (exists / to run / refused) and stop")]
+    = False,
+    executor: Annotated[str, Opt(help="local (worker processes) or ray")] = "local",
+    workers: Annotated[int, Opt(help="local worker processes")] = 1,
+    address: Annotated[Optional[str], Opt(help="Ray cluster to join [default: start a local "
+                                               "one]")] = None,
+    scenario: Scenario = None, benchmark: Benchmark = None, dataset: Dataset = None,
+    model: Model = None, tasks: Tasks = None, iters: Iters = None, epochs: Epochs = None,
+    batch_size: BatchSize = None, eval_batch_size: EvalBatchSize = None, lr: Lr = None,
+    param: Params = None, density: Density = None, sparsity: Sparsity = None,
+    label_view: LabelView = None, seed: Seed = None, data_seed: DataSeed = None,
+    threads: Threads = None, device: Device = None, eval_at: EvalAt = None,
+    val_fraction: ValFraction = None, preset: PresetName = None, data_root: DataRoot = None,
+    download: Download = False, results: Results = None, tag: Tags = None,
+    plugin: Plugins = None,
+) -> None:
+    """Run every combination of a grid that has no complete record yet, then sum up."""
+    from clbench.sweep import SweepSpec, merge_file, parse_grid, run_sweep
+
+    given = run_options(locals())
+    try:
+        axes = parse_grid(grid or [])
+        fixed = {k: v for k, v in given.items() if v is not None and k not in axes}
+        spec = SweepSpec(method or [], fixed, param or [], axes, preset, plugin or [],
+                         sorted(set(tag or [])), data_root, download,
+                         ["clbench", *sys.argv[1:]])
+        if file is not None:
+            from clbench.sweep import read_file
+
+            spec = merge_file(spec, read_file(file))
+        code = run_sweep(spec, results, executor=executor, workers=workers, address=address,
+                         dry_run=dry_run)
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
@@ -111,8 +179,7 @@ def list_(
     what: Annotated[Optional[str], typer.Argument(help=f"one of {', '.join(KINDS)}")] = None,
     verbose: Annotated[bool, Opt("--verbose", "-v", help="params, presets, bytes rules")]
     = False,
-    plugin: Annotated[Optional[list[str]], Opt(help="a Python file adding methods or "
-                                                    "benchmarks (repeatable)")] = None,
+    plugin: Plugins = None,
 ) -> None:
     """List what clbench knows (without importing torch)."""
     from clbench import listing, registry
@@ -155,7 +222,8 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        typer.echo("interrupted: no record was written for the unfinished run", err=True)
+        typer.echo("interrupted: no record was written for the unfinished run; the same "
+                   "command resumes it after its last finished task", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last resort: one line plus where the details are
         log = Path.home() / ".cache" / "clbench" / "last-error.txt"

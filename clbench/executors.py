@@ -1,0 +1,165 @@
+"""Where a sweep's runs execute: local worker processes or Ray tasks.
+
+Both hand each finished run's record back to the driver, which writes it atomically (so Ray
+needs no shared filesystem for records). Runs checkpoint after each task into the results
+folder; on Ray only when the worker sees the driver's results folder (a shared filesystem),
+otherwise an interrupted run restarts, and the driver says so.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from clbench.errors import ClbenchError
+from clbench.runner import RunSpec, execute_spec
+
+#: (index of the spec, its record or None when the run crashed, notes, error of a crash)
+Result = tuple[int, "dict[str, Any] | None", list[str], str]
+
+
+# --------------------------------------------------------------------------- local processes
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit when the driver dies (even by ``kill -9``), so no orphan keeps running."""
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            threading.Event().wait(1.0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _local_worker(parent: int, results: str | None, tasks: Any, done: Any) -> None:
+    """A worker process: run specs from ``tasks`` until ``None``, send records to ``done``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
+    _watch_parent(parent)
+    while True:
+        item = tasks.get()
+        if item is None:
+            return
+        index, spec = item
+        done.put(("start", index, os.getpid()))
+        try:
+            record, notes = execute_spec(spec, results)
+            done.put(("done", index, (record, notes, "")))
+        except Exception as exc:  # noqa: BLE001 - e.g. planning failed here: the driver records it
+            done.put(("done", index, (None, [], " ".join(f"{type(exc).__name__}: {exc}".split()))))
+
+
+def run_local(specs: list[RunSpec], results: str | None, workers: int) -> Iterator[Result]:
+    """Run ``specs`` on ``workers`` processes; yield each run's :data:`Result` as it ends.
+
+    A worker that dies (killed, out of memory) fails its current run and is replaced.
+    """
+    import multiprocessing
+
+    mp = multiprocessing.get_context("spawn")
+    tasks, done = mp.Queue(), mp.Queue()
+    for item in enumerate(specs):
+        tasks.put(item)
+    procs: dict[int, Any] = {}
+    running: dict[int, int] = {}  # pid -> spec index
+
+    def start() -> None:
+        proc = mp.Process(target=_local_worker, args=(os.getpid(), results, tasks, done),
+                          daemon=True)
+        proc.start()
+        procs[proc.pid] = proc
+
+    for _ in range(min(workers, len(specs))):
+        start()
+    remaining = set(range(len(specs)))
+    try:
+        while remaining:
+            try:
+                kind, index, payload = done.get(timeout=1.0)
+            except queue.Empty:
+                for pid, proc in list(procs.items()):
+                    if proc.is_alive():
+                        continue
+                    del procs[pid]
+                    lost = running.pop(pid, None)
+                    if lost is not None and lost in remaining:
+                        remaining.discard(lost)
+                        yield lost, None, [], (f"the worker process died (exit code "
+                                               f"{proc.exitcode}; out of memory?)")
+                    if remaining:
+                        start()
+                continue
+            if kind == "start":
+                running[payload] = index
+                continue
+            running = {pid: i for pid, i in running.items() if i != index}
+            remaining.discard(index)
+            yield index, *payload
+        for _ in procs:
+            tasks.put(None)  # let idle workers exit
+        for proc in procs.values():
+            proc.join(timeout=5)
+    finally:
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=10)
+        tasks.cancel_join_thread()
+
+
+# --------------------------------------------------------------------------- Ray
+
+MARKER = ".clbench-driver-{}"
+
+
+def _ray_worker(spec: RunSpec, results: str, token: str) -> tuple[dict[str, Any], list[str]]:
+    """A Ray task: checkpoint into the results folder only when it is the driver's."""
+    shared = (Path(results) / MARKER.format(token)).is_file()
+    record, notes = execute_spec(spec, results if shared else None, checkpoints=shared)
+    if not shared:
+        notes.append("the results folder is not shared with the Ray workers: an interrupted "
+                     "run restarts from its first task")
+    return record, notes
+
+
+def run_ray(specs: list[RunSpec], results: str | None, address: str | None,
+            resources: list[tuple[int, float]]) -> Iterator[Result]:
+    """Run each spec as a Ray task needing (CPUs, GPUs) of ``resources`` (joining ``address``,
+    else starting a local cluster); yield each run's :data:`Result` as it ends."""
+    try:
+        import ray
+    except ImportError:
+        raise ClbenchError("--executor ray needs Ray: pip install 'clbench[ray]'") from None
+    from clbench.store import results_root
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    root = results_root(results).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    marker = root / MARKER.format(token)
+    marker.touch()
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        task = ray.remote(_ray_worker)
+        refs = {task.options(num_cpus=cpu, num_gpus=gpu).remote(
+            spec.with_plugin_texts(), str(root), token): i
+            for i, (spec, (cpu, gpu)) in enumerate(zip(specs, resources, strict=True))}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            index = refs.pop(ready[0])
+            try:
+                record, notes = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a task that crashed: a failed run
+                yield index, None, [], " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+                continue
+            yield index, record, notes, ""
+    finally:
+        marker.unlink(missing_ok=True)
+        ray.shutdown()

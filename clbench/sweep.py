@@ -1,0 +1,384 @@
+"""``clbench sweep``: a grid of runs, planned before anything runs, run where missing, summed up.
+
+A sweep is the options of ``clbench run`` with some of them given several values: ``--grid
+name=v1,v2`` on the command line (``param.NAME`` for method params) or lists in a YAML file of
+the same names. Every method meets every combination; options a method does not take are dropped
+for it (density without masks, a param it lacks, a learning rate it has not), then runs are
+deduplicated by run id. Combinations a method refuses are listed with the reason, never run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from clbench.errors import ClbenchError
+from clbench.runner import RunSpec
+from clbench.store import Store
+
+#: Run options a sweep may fix or vary, with the type of their values.
+OPTIONS: dict[str, type] = {
+    "scenario": str, "benchmark": str, "dataset": str, "model": str, "tasks": int, "iters": int,
+    "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "density": float,
+    "sparsity": float, "label_view": str, "seed": int, "data_seed": int, "threads": int,
+    "device": str, "eval_at": str, "val_fraction": float,
+}
+#: Keys of a sweep file besides options and ``param.NAME``.
+FILE_KEYS = ("method", "preset", "tag", "plugin")
+
+
+@dataclass
+class SweepSpec:
+    """What the user asked for: methods, fixed options and params, and the axes to vary."""
+
+    methods: list[str]
+    fixed: dict[str, Any]
+    params: list[str]
+    axes: dict[str, list[Any]]
+    preset: str | None = None
+    plugins: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    data_root: str | None = None
+    download: bool = False
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Planned:
+    """One deduplicated run of a sweep: ``exists``, ``run`` or ``refused`` (with why)."""
+
+    spec: RunSpec
+    label: str
+    status: str
+    config: Any = None  # the RunConfig, data identity included (None when refused)
+    reason: str = ""
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id if self.config is not None else ""
+
+
+def option_name(name: str) -> str:
+    """``eval-at`` and ``--eval-at`` → ``eval_at``; ``param.x`` kept as is."""
+    name = name.strip().lstrip("-")
+    return name if name.startswith("param.") else name.replace("-", "_")
+
+
+def typed(name: str, value: Any) -> Any:
+    """A grid or file value converted to the option's type (params stay text)."""
+    if name.startswith("param."):
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    kind = OPTIONS.get(name)
+    if kind is None:
+        raise ClbenchError(f"sweep: unknown option '{name}' (options: {', '.join(OPTIONS)}, "
+                           "or param.NAME)")
+    if kind is str:
+        return str(value)
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise ClbenchError(f"sweep: {name}={value} is not {what}") from None
+    if kind is int and isinstance(value, float) and value != number:
+        raise ClbenchError(f"sweep: {name}={value} is not an integer")
+    return number
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``--grid name=v1,v2`` (repeatable) into axes; a name given twice is an error."""
+    axes: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = option_name(name)
+        if not sep or not name or not values.strip():
+            raise ClbenchError(f"--grid {item}: write name=value1,value2 (e.g. seed=0,1,2)")
+        if name in axes:
+            raise ClbenchError(f"--grid {name} given twice: put all its values in one --grid")
+        axes[name] = [typed(name, v.strip()) for v in values.split(",") if v.strip()]
+    return axes
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A sweep file: a YAML mapping of option names (lists vary, scalars are fixed),
+    ``param.NAME``, ``method``, ``preset``, ``tag`` and ``plugin``."""
+    import yaml
+
+    file = Path(path).expanduser()
+    try:
+        data = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ClbenchError(f"sweep file {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ClbenchError(f"sweep file {path} is not valid YAML: "
+                           f"{' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ClbenchError(f"sweep file {path}: expected a mapping of option names to values")
+    return {option_name(str(k)): v for k, v in data.items()}
+
+
+def merge_file(spec: SweepSpec, data: dict[str, Any]) -> SweepSpec:
+    """Add a sweep file's entries where the command line did not set them."""
+    listed = {k: v if isinstance(v, list) else [v] for k, v in data.items() if k in FILE_KEYS}
+    methods = spec.methods or [str(m) for m in listed.get("method", [])]
+    fixed, axes, params = dict(spec.fixed), dict(spec.axes), list(spec.params)
+    given_params = {p.partition("=")[0] for p in params}
+    for name, value in data.items():
+        if name in FILE_KEYS:
+            continue
+        if name in fixed or name in axes or name.removeprefix("param.") in given_params:
+            continue  # the command line wins
+        if isinstance(value, list):
+            axes[name] = [typed(name, v) for v in value]
+        elif name.startswith("param."):
+            params.append(f"{name.removeprefix('param.')}={typed(name, value)}")
+        else:
+            fixed[name] = typed(name, value)
+    preset = spec.preset or (str(listed["preset"][0]) if "preset" in listed else None)
+    return replace(spec, methods=methods, fixed=fixed, axes=axes, params=params, preset=preset,
+                   tags=sorted({*spec.tags, *map(str, listed.get("tag", []))}),
+                   plugins=spec.plugins + [str(p) for p in listed.get("plugin", [])])
+
+
+def combinations(spec: SweepSpec) -> list[tuple[str, dict[str, Any], list[str], dict[str, Any]]]:
+    """Every (method, options, params, varied values) of the grid, in a fixed order."""
+    axes = dict(spec.axes)
+    methods = [str(m) for m in axes.pop("method", [])] or spec.methods
+    if not methods:
+        raise ClbenchError("sweep: give --method (repeatable), --grid method=a,b or 'method:' "
+                           "in the sweep file")
+    out = []
+    for method in methods:
+        for values in itertools.product(*axes.values()):
+            given = {k: None for k in OPTIONS} | dict(spec.fixed)
+            params = list(spec.params)
+            varied = dict(zip(axes, values))
+            for name, value in varied.items():
+                if name.startswith("param."):
+                    params = [p for p in params if p.partition("=")[0] != name[6:]]
+                    params.append(f"{name[6:]}={value}")
+                else:
+                    given[name] = value
+            out.append((method, given, params, varied))
+    return out
+
+
+def drop_unsupported(method: type, given: dict[str, Any], params: list[str],
+                     varied: dict[str, Any]) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Leave out options and params the method does not take."""
+    given, varied = dict(given), dict(varied)
+    gone = set()
+    if not method.uses_density:
+        gone |= {"density", "sparsity"}
+    if method.primary_lr is None:
+        gone.add("lr")
+    for name in gone:
+        given[name] = None
+        varied.pop(name, None)
+    names = {p.name for p in method.params}
+    params = [p for p in params if p.partition("=")[0].strip() in names]
+    varied = {k: v for k, v in varied.items()
+              if not k.startswith("param.") or k[6:] in names}
+    return given, params, varied
+
+
+def plan_sweep(spec: SweepSpec, results: str | None, *, load_data: bool = True) -> list[Planned]:
+    """The sweep's runs, deduplicated by run id, each ``exists``, ``run`` or ``refused``."""
+    from clbench import registry
+    from clbench.data import source_identity
+
+    for path in spec.plugins:
+        registry.load_plugin_file(path)
+    store = Store(results)
+    identities: dict[str, dict | str] = {}
+    planned: dict[str, Planned] = {}
+    refused: list[Planned] = []
+    for method_name, given, params, varied in combinations(spec):
+        label = " ".join([method_name, *(f"{k}={v}" for k, v in varied.items())])
+        run = RunSpec(method_name, given, params, spec.preset, spec.plugins, spec.tags,
+                      spec.data_root, spec.download, spec.command)
+        try:
+            method = registry.get_method(method_name)
+            given, params, varied = drop_unsupported(method, given, params, varied)
+            label = " ".join([method.name, *(f"{k}={v}" for k, v in varied.items())])
+            run = replace(run, given=given, params=params)
+            plan = run.plan()
+            name = plan.config.dataset
+            if name not in identities:
+                try:
+                    identities[name] = source_identity(name, spec.data_root,
+                                                       download=spec.download and load_data)
+                except ClbenchError as exc:
+                    identities[name] = str(exc)
+            if isinstance(identities[name], str):
+                raise ClbenchError(identities[name])
+            config = replace(plan.config, data_identity=dict(identities[name]))
+        except ClbenchError as exc:  # Incompatible included
+            if all(r.label != label for r in refused):
+                refused.append(Planned(run, label, "refused", reason=str(exc)))
+            continue
+        if config.run_id in planned:
+            continue
+        status = "exists" if store.complete(config.run_id) else "run"
+        planned[config.run_id] = Planned(run, label, status, config)
+    return [*planned.values(), *refused]
+
+
+def render_plan(plan: list[Planned]) -> str:
+    """One line per run, then the counts."""
+    width = max((len(p.label) for p in plan), default=0)
+    lines = []
+    for p in plan:
+        tail = p.run_id if p.status != "refused" else f"— {p.reason}"
+        lines.append(f"  {p.status:<8} {p.label:<{width}}  {tail}")
+    counts = {s: sum(p.status == s for p in plan) for s in ("exists", "run", "refused")}
+    runs = counts["exists"] + counts["run"]
+    lines.append(f"{runs} runs: {counts['exists']} exist, {counts['run']} to run; "
+                 f"{counts['refused']} refused")
+    return "\n".join(lines)
+
+
+class Tally:
+    """Overall progress of a sweep: runs done of total, elapsed time and ETA."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.start = time.perf_counter()
+
+    def line(self, record: dict[str, Any], label: str) -> str:
+        from clbench.progress import fmt
+
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        if record["status"] == "complete":
+            final = next(iter(record["final"].values()))
+            what = (f"done    {label}: accuracy {final['accuracy']:.4f} "
+                    f"({record['timing']['total_s']:.0f} s)")
+        else:
+            what = f"failed  {label}: {record['error']}"
+        return f"[{self.done}/{self.total}] {what} · {fmt(elapsed)} elapsed, ETA {fmt(eta)}"
+
+
+def summary(results: str | None, run_ids: list[str]) -> str:
+    """Mean ± std of final accuracy and bytes per group of the sweep's runs, n and failures."""
+    from clbench.config import RunConfig
+    from clbench.report.runs import Group, Run, name_groups, problem
+    from clbench.report.tables import human_bytes
+    from clbench.store import load_record
+
+    store = Store(results)
+    groups: dict[tuple[str, str], Group] = {}
+    failures: dict[str, int] = {}
+    for run_id in run_ids:
+        path = store.find(run_id)
+        try:
+            record = load_record(path) if path and path.is_file() else None
+        except ClbenchError:
+            record = None
+        if record is None:
+            continue
+        key = RunConfig.from_dict(record["config"]).group_key
+        if problem(record):
+            failures[key] = failures.get(key, 0) + 1
+            continue
+        for variant in record["variants"]:
+            groups.setdefault((key, variant), Group(key, variant, [])).runs.append(
+                Run(str(path), record, variant))
+    ordered = list(groups.values())
+    if not ordered:
+        return f"no complete runs ({sum(failures.values())} failed)"
+    name_groups(ordered)
+    validated = any("validation" in r.record for g in ordered for r in g.runs)
+    rows = [("group", "n", "accuracy %", *(["validation %"] * validated), "bytes", "failed")]
+    for g in ordered:
+        acc = g.stat(lambda r: r.final["accuracy"], 100.0)
+        val = g.stat(lambda r: r.record.get("validation", {}).get("accuracy"), 100.0)
+        encodings = sorted({e for r in g.runs for e in r.bytes()})
+        size = ", ".join(
+            f"{e} {human_bytes(s.mean, s.std)}" for e in encodings
+            for s in [g.stat(lambda r, e=e: r.bytes().get(e))]) or "unknown"
+        shown = [_mean_std(acc), *([_mean_std(val)] * validated)]
+        rows.append((g.name, str(acc.n), *shown, size, str(failures.get(g.key, 0))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    text = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    left = sum(n for key, n in failures.items() if key not in {g.key for g in ordered})
+    if left:
+        text.append(f"and {left} failed runs of groups without a complete run")
+    return "\n".join(text)
+
+
+def _mean_std(stat: Any) -> str:
+    if stat.mean is None:
+        return "—"
+    return f"{stat.mean:.2f}" + (f" ± {stat.std:.2f}" if stat.std is not None else "")
+
+
+def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: int,
+              address: str | None, dry_run: bool) -> int:
+    """Plan, show the plan, run what is missing, print the summary; return the exit code."""
+    import os
+
+    import typer
+
+    from clbench.runner import failed_record, store_record
+
+    if executor not in ("local", "ray"):
+        raise ClbenchError(f"--executor {executor}: choose local or ray")
+    if workers < 1:
+        raise ClbenchError(f"--workers {workers}: must be at least 1")
+    if executor == "local" and "threads" not in spec.fixed and "threads" not in spec.axes:
+        spec = replace(spec, fixed={**spec.fixed,
+                                    "threads": max(1, (os.cpu_count() or 1) // workers)})
+    elif executor == "ray" and "threads" not in spec.fixed and "threads" not in spec.axes:
+        spec = replace(spec, fixed={**spec.fixed, "threads": 1})
+    store = Store(results)
+    plan = plan_sweep(spec, results, load_data=not dry_run)
+    typer.echo(render_plan(plan))
+    runs = [p for p in plan if p.status != "refused"]
+    if not runs:
+        raise ClbenchError("nothing to run: every combination was refused (see above)")
+    if dry_run:
+        return 0
+    for p in runs:
+        if p.status == "exists" and spec.tags:
+            store.add_tags(store.complete(p.run_id), spec.tags)
+    todo = [p for p in runs if p.status == "run"]
+    if todo:
+        threads = {p.config.threads for p in todo}
+        where = (f"{workers} local worker{'s' * (workers > 1)}" if executor == "local"
+                 else f"Ray ({address or 'a local cluster'})")
+        typer.echo(f"running {len(todo)} runs on {where}, "
+                   f"{'/'.join(map(str, sorted(threads)))} thread{'s' * (threads != {1})} each")
+        tally = Tally(len(todo))
+        shown: set[str] = set()
+        for index, record, notes, error in _execute(todo, results, executor, workers, address):
+            item = todo[index]
+            if record is None:
+                record = failed_record(item.config, item.spec.command, RuntimeError(error))
+            store_record(store, record)
+            for note in notes:
+                if note not in shown:
+                    shown.add(note)
+                    typer.echo(f"note: {note.removeprefix('note: ')}")
+            typer.echo(tally.line(record, item.label))
+    typer.echo(summary(results, [p.run_id for p in runs]))
+    failed = sum(store.complete(p.run_id) is None for p in runs)
+    if failed:
+        typer.echo(f"error: {failed} of {len(runs)} runs failed (their records hold the errors; "
+                   "the same command retries them)", err=True)
+    return 1 if failed else 0
+
+
+def _execute(todo: list[Planned], results: str | None, executor: str, workers: int,
+             address: str | None) -> Any:
+    from clbench import executors
+
+    specs = [p.spec for p in todo]
+    if executor == "ray":
+        resources = [(p.config.threads, 1.0 if p.config.device.startswith("cuda") else 0.0)
+                     for p in todo]
+        return executors.run_ray(specs, results, address, resources)
+    return executors.run_local(specs, results, workers)

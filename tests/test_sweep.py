@@ -1,0 +1,178 @@
+"""Sweeps (issue #6): grids, dropping and deduplication, refusals in the plan, resume after
+``kill -9``, failures that stop nothing else, and Ray giving the local executor's numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from clbench.errors import ClbenchError
+from clbench.store import Store
+from clbench.sweep import SweepSpec, merge_file, parse_grid, plan_sweep, read_file
+
+NEUTRAL = tempfile.gettempdir()
+SMALL = ["--dataset", "mnist-5k", "--tasks", "2", "--iters", "10"]
+GRID = ["--method", "supsup", "--method", "avalanche:naive", "--param", "mask=topk",
+        "--grid", "seed=0,1", "--grid", "density=0.05,0.1", *SMALL]
+
+
+def clbench(*args, results, wait=True):
+    command = [sys.executable, "-m", "clbench", *args, "--results", str(results)]
+    if not wait:
+        return subprocess.Popen(command, cwd=NEUTRAL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=NEUTRAL)
+
+
+def spec(**kw):
+    base = {"methods": ["supsup", "avalanche:naive"], "fixed": {"dataset": "mnist-5k",
+            "tasks": 2, "iters": 10, "threads": 1}, "params": ["mask=topk"],
+            "axes": {"seed": [0, 1], "density": [0.05, 0.1]}}
+    base.update(kw)
+    return SweepSpec(**base)
+
+
+def test_grid_values_are_typed_and_bad_ones_refused():
+    axes = parse_grid(["seed=0,1,2", "density=0.05,0.1", "param.output_size=25,100",
+                       "eval-at=end"])
+    assert axes == {"seed": [0, 1, 2], "density": [0.05, 0.1],
+                    "param.output_size": ["25", "100"], "eval_at": ["end"]}
+    for bad, words in (["seed=a"], "not an integer"), (["colour=red"], "unknown option"), \
+                       (["seed"], "name=value1,value2"), (["seed=1", "seed=2"], "twice"):
+        with pytest.raises(ClbenchError, match=words):
+            parse_grid(bad)
+
+
+def test_options_a_method_does_not_take_are_dropped_and_runs_deduplicated(results):
+    plan = plan_sweep(spec(), str(results))
+    supsup = [p for p in plan if p.spec.method == "supsup"]
+    naive = [p for p in plan if p.spec.method == "avalanche:naive"]
+    assert len(supsup) == 4 and len({p.run_id for p in supsup}) == 4
+    assert len(naive) == 2  # density dropped: 2 seeds x 2 densities become 2 runs
+    assert all(p.spec.given["density"] is None and p.spec.params == [] for p in naive)
+    assert {p.label for p in naive} == {"avalanche:naive seed=0", "avalanche:naive seed=1"}
+    assert all(p.status == "run" for p in plan)
+
+
+def test_refused_combinations_are_listed_with_the_reason(results):
+    plan = plan_sweep(spec(methods=["psp"], axes={"scenario": ["gg", "gnu"]}, params=[]),
+                      str(results))
+    assert [p.status for p in plan] == ["run", "refused"]
+    assert "does not run in scenario gnu" in plan[1].reason
+
+
+def test_sweep_file_uses_the_same_names_and_the_command_line_wins(tmp_path):
+    file = tmp_path / "sweep.yaml"
+    file.write_text("method: [supsup, psp]\ndataset: mnist-5k\ntasks: 3\nseed: [0, 1]\n"
+                    "param.output_size: [20, 40]\nparam.mask: threshold\ntag: exp\n")
+    merged = merge_file(spec(methods=[], fixed={"tasks": 2}, params=[], axes={}),
+                        read_file(file))
+    assert merged.methods == ["supsup", "psp"] and merged.tags == ["exp"]
+    assert merged.fixed == {"tasks": 2, "dataset": "mnist-5k"}
+    assert merged.axes == {"seed": [0, 1], "param.output_size": ["20", "40"]}
+    assert merged.params == ["mask=threshold"]
+    file.write_text("- not a mapping\n")
+    with pytest.raises(ClbenchError, match="mapping"):
+        read_file(file)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(results):
+    out = clbench("sweep", *GRID, "--dry-run", results=results)
+    assert out.returncode == 0, out.stderr
+    assert "6 runs: 0 exist, 6 to run; 0 refused" in out.stdout
+    assert not results.exists() or not list(results.iterdir())
+
+
+def records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.glob("*/record.json"))]
+
+
+def test_killed_sweep_resumes_with_only_the_missing_runs(results):
+    proc = clbench("sweep", *GRID, "--workers", "2", "--tag", "s1", results=results, wait=False)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(results.glob("*/record.json"))) < 2:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # the driver only: its workers must notice and exit
+    proc.wait()
+    for _ in range(100):
+        try:
+            os.killpg(proc.pid, 0)  # any worker left in the sweep's process group?
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("worker processes outlived their killed driver")
+    first = {r["run_id"] for r in records(results)}
+    assert 2 <= len(first) < 6 and all(r["status"] == "complete" for r in records(results))
+    again = clbench("sweep", *GRID, "--workers", "2", "--tag", "s1", results=results)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(first)} exist, {6 - len(first)} to run" in again.stdout
+    assert again.stdout.count("done    ") == 6 - len(first)
+    final = records(results)
+    assert len(final) == 6 and all(r["status"] == "complete" for r in final)
+    assert all(r["config"]["tags"] == ["s1"] and r["config"]["threads"] == 1 for r in final)
+    assert not list(results.glob("*/checkpoint.pt"))
+    summary = again.stdout.split("0 refused", 1)[1]
+    assert "supsup" in summary and "avalanche:naive" in summary and "± " in summary
+
+
+FAILING = """\
+from clbench.method import Method
+from clbench.registry import register_method
+
+
+@register_method
+class Crashes(Method):
+    name = "crashes"
+    description = "fails while training"
+
+    def train_experience(self, experience):
+        raise ValueError("deliberate failure")
+"""
+
+
+def test_a_failing_run_is_recorded_and_stops_nothing_else(results, tmp_path):
+    plugin = tmp_path / "crashes.py"
+    plugin.write_text(FAILING)
+    out = clbench("sweep", "--method", "crashes", "--method", "psp", "--plugin", str(plugin),
+                  *SMALL, "--threads", "1", results=results)
+    assert out.returncode == 1 and "1 of 2 runs failed" in out.stderr
+    assert "Traceback" not in out.stderr
+    by_method = {r["config"]["method"]: r for r in records(results)}
+    assert by_method["crashes"]["status"] == "failed"
+    assert "deliberate failure" in by_method["crashes"]["error"]
+    assert by_method["psp"]["status"] == "complete"
+
+
+def test_ray_executor_gives_the_local_executors_numbers(tmp_path):
+    pytest.importorskip("ray")
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    grid = ["--method", "supsup", "--param", "mask=topk", "--grid", "seed=0,1",
+            "--density", "0.1", *SMALL, "--threads", "1"]
+    a = clbench("sweep", *grid, results=local)
+    env_note = "RAY_USAGE_STATS_ENABLED"
+    assert a.returncode == 0, a.stderr
+    b = subprocess.run([sys.executable, "-m", "clbench", "sweep", *grid, "--executor", "ray",
+                        "--results", str(remote)], capture_output=True, text=True, timeout=600,
+                       cwd=NEUTRAL, env={**os.environ, env_note: "0"})
+    assert b.returncode == 0, b.stderr
+    ours = {r["run_id"]: r for r in records(local)}
+    theirs = {r["run_id"]: r for r in records(remote)}
+    assert ours.keys() == theirs.keys() and len(ours) == 2
+    for run_id, record in ours.items():
+        assert theirs[run_id]["checkpoints"] == record["checkpoints"]
+        assert theirs[run_id]["diagonal"] == record["diagonal"]
+
+
+def test_store_checkpoint_lives_beside_the_record(results):
+    plan = plan_sweep(spec(methods=["psp"], axes={}, params=[]), str(results))
+    path = Store(results).checkpoint_path(plan[0].config)
+    assert path.name == "checkpoint.pt" and path.parent.name.endswith(plan[0].run_id)
