@@ -105,7 +105,7 @@ def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool) 
         checkpoint_io.remove(store.checkpoint_path(config))
     typer.echo(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
                f"{config.dataset} {config.model}, {config.tasks} tasks, seed {config.seed}, "
-               f"{config.threads} threads")
+               f"{config.threads} thread{'s' * (config.threads != 1)}")
     record, notes = execute_spec(spec, results, show_progress=progress)
     for note in notes:
         typer.echo(note)
