@@ -206,13 +206,16 @@ def report(
     dataset: Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")] = None,
     tag: Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
     = None,
+    reproduce: Annotated[Optional[str], Opt(help="experiments file rendered as "
+                                                 "REPRODUCTION.md [default: reproduce.yaml "
+                                                 "beside the results folder, if any]")] = None,
 ) -> None:
     """Tables and plots of the records in a results folder, over seeds (reads records only)."""
     from clbench.report import Filters, write_report
 
     filters = Filters(*(tuple(v or ()) for v in (method, scenario, benchmark, dataset, tag)))
     try:
-        typer.echo(write_report(results, out, filters))
+        typer.echo(write_report(results, out, filters, reproduce))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
 

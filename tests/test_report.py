@@ -301,8 +301,8 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.skipif(not (REPO / "reports" / ".clbench-report").is_file(),
                     reason="not a source checkout with a committed report")
 def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatch):
-    """`clbench report` over the committed records regenerates the committed report (local
-    runs lying in results/ are left out: only tracked records count)."""
+    """`clbench report` over the committed records and reproduce.yaml regenerates the committed
+    report (local runs lying in results/ are left out: only tracked records count)."""
     listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "results"], text=True,
                             capture_output=True)
     if listed.returncode != 0:
@@ -312,6 +312,8 @@ def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatc
             target = tmp_path / name
             target.parent.mkdir(parents=True)
             target.write_bytes((REPO / name).read_bytes())
+    if (REPO / "reproduce.yaml").is_file():  # found beside results/, as in the checkout
+        (tmp_path / "reproduce.yaml").write_bytes((REPO / "reproduce.yaml").read_bytes())
     monkeypatch.chdir(tmp_path)
     write_report("results", tmp_path / "out", Filters())
     owned = (REPO / "reports" / ".clbench-report").read_text().split()

@@ -1,6 +1,7 @@
 """Write the report folder: ``README.md`` (tables and plots), ``tables/*.csv``,
-``plots/*.png|svg``. The report owns only the files it lists in its manifest, and removes
-those of an earlier report that it no longer writes."""
+``plots/*.png|svg``, and ``REPRODUCTION.md`` when there is a ``reproduce.yaml``. The report owns
+only the files it lists in its manifest, and removes those of an earlier report that it no
+longer writes."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
-from clbench.report import published, tables
+from clbench.report import published, reproduce, tables
 from clbench.report.runs import Collection, Filters, collect
 
 MANIFEST = ".clbench-report"
-OWNED = ("README.md", "tables/", "plots/")  # where a manifest entry may point
+OWNED = ("README.md", "tables/", "plots/", reproduce.PAGE)  # where a manifest entry may point
 
 
 def write_report(results: str | Path | None, out: str | Path = "reports",
-                 filters: Filters = Filters()) -> str:
-    """Build the report of the records under ``results`` into ``out``; returns a summary."""
+                 filters: Filters = Filters(), reproduce_file: str | Path | None = None) -> str:
+    """Build the report of the records under ``results`` into ``out``; returns a summary.
+
+    ``reproduce_file`` (default: ``reproduce.yaml`` beside the results folder, if there is one)
+    is rendered as ``REPRODUCTION.md`` from all records, whatever the filters."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ClbenchError(f"--out {out} is a file: point it at a folder")
@@ -28,6 +32,8 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
         raise ClbenchError(f"no records in {collection.root} match {filters.describe()}: "
                            + available(collection))
     values = published.load()
+    source = reproduce.find(collection.root, reproduce_file)
+    experiments = reproduce.load(source, values) if source else []
     all_tables = tables.build(collection.groups, values, collection.skipped)
     written = []
     for table in all_tables:
@@ -42,10 +48,17 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
     written += [f"plots/{p.stem}.{ext}" for p in figures for ext in ("png", "svg")]
     write_text(out / "README.md", readme(collection, filters, all_tables, figures))
     written.append("README.md")
+    if source:
+        everything = collection if filters == Filters() else collect(results)
+        write_text(out / reproduce.PAGE, reproduce.render(experiments, everything, source.name))
+        written.append(reproduce.PAGE)
     clean(out, written)
     runs = sum(len(g.runs) for g in collection.groups)
     lines = [f"report: {runs} runs in {len(collection.groups)} groups, "
              f"{len(collection.skipped)} records skipped -> {out / 'README.md'}"]
+    if source:
+        lines.append(f"reproduction: {len(experiments)} experiments from {source} -> "
+                     f"{out / reproduce.PAGE}")
     lines += [f"skipped {collection.root / s.path}: {s.reason}" for s in collection.skipped]
     return "\n".join(lines)
 

@@ -193,7 +193,9 @@ def bytes_plot(groups: list[Group], published: list[Published], colors: dict,
         ax.set_xscale("log")
         low, high = ax.dataLim.x0, ax.dataLim.x1
         ax.set_xlim(low / 2, high * 2)
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        decades = math.log10(high / low) + 0.6  # 1-2-5 ticks crowd a wide axis: decades only
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 4
+                                              else (1.0,)))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: human_bytes(v, digits=3)))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set(xlabel="bytes stored (log scale)", ylabel="accuracy (%)")

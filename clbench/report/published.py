@@ -36,19 +36,25 @@ class Published:
         return f"{self.ref}, {self.kind}: {self.where} ({how})"
 
     def matches(self, group: Group) -> bool:
-        if self.setting is None:
+        return setting_matches(self.setting, group)
+
+
+def setting_matches(setting: dict[str, Any] | None, group: Group) -> bool:
+    """Whether every field of ``setting`` equals the group's (``variant`` and ``params.NAME``
+    included); a missing setting matches nothing."""
+    if setting is None:
+        return False
+    config = group.config
+    for key, value in setting.items():
+        if key == "variant":
+            have = group.variant
+        elif key.startswith("params."):
+            have = config["params"].get(key.removeprefix("params."))
+        else:
+            have = config.get(key)
+        if have != value:
             return False
-        config = group.config
-        for key, value in self.setting.items():
-            if key == "variant":
-                have = group.variant
-            elif key.startswith("params."):
-                have = config["params"].get(key.removeprefix("params."))
-            else:
-                have = config.get(key)
-            if have != value:
-                return False
-        return True
+    return True
 
 
 def load(text: str | None = None) -> list[Published]:

@@ -139,6 +139,7 @@ class Group:
 class Skipped:
     path: str
     reason: str
+    tags: tuple[str, ...] = ()  # the record's tags, when it could be read
 
 
 @dataclass
@@ -181,7 +182,7 @@ def collect(results: str | Path | None, filters: Filters = Filters()) -> Collect
     the others (except those the filters exclude) as skipped, and group the rest."""
     store = Store(results)
     skipped: list[Skipped] = []
-    groups: dict[tuple[str, str], Group] = {}
+    runs: list[Run] = []
     seen: dict[str, str] = {}
     available: dict[str, set[str]] = {k: set() for k in ("method", "scenario", "benchmark",
                                                          "dataset", "tag")}
@@ -202,21 +203,33 @@ def collect(results: str | Path | None, filters: Filters = Filters()) -> Collect
         if not why and record.get("run_id") in seen:
             why = f"duplicate of {seen[record['run_id']]}"
         if why:
-            skipped.append(Skipped(rel, why))
+            skipped.append(Skipped(rel, why, _tags(config)))
             continue
         seen[record.get("run_id")] = rel
-        key = RunConfig.from_dict(config).group_key
-        for variant in record["variants"]:
-            group = groups.setdefault((key, variant), Group(key, variant, []))
-            group.runs.append(Run(rel, record, variant))
+        runs += [Run(rel, record, variant) for variant in record["variants"]]
     if count == 0:
         raise ClbenchError(f"no records under {store.root}: run 'clbench run' first or point "
                            "--results at a results folder")
+    return Collection(store.root, group_runs(runs), skipped, count, available)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs (of complete records) into groups of one config and variant over seeds: ordered,
+    each one's runs by seed, and named so that the names tell these groups apart."""
+    groups: dict[tuple[str, str], Group] = {}
+    for run in runs:
+        key = RunConfig.from_dict(run.config).group_key
+        groups.setdefault((key, run.variant), Group(key, run.variant, [])).runs.append(run)
     ordered = sorted(groups.values(), key=_order)
     for group in ordered:
         group.runs.sort(key=lambda r: (r.config["seed"], r.config["data_seed"], r.path))
     name_groups(ordered)
-    return Collection(store.root, ordered, skipped, count, available)
+    return ordered
+
+
+def _tags(config: dict[str, Any]) -> tuple[str, ...]:
+    tags = config.get("tags")
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
 
 
 def _order(group: Group) -> tuple:
