@@ -11,12 +11,11 @@ seeded per task by the context.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
+from clbench.store import write_atomic
 
 FORMAT = 1
 FILE = "checkpoint.pt"
@@ -30,19 +29,9 @@ def save(path: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
     """Write ``state`` (which must not hold the key ``format`` or ``config``) atomically."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": FORMAT, "config": json.dumps(_hashed_config(config), sort_keys=True),
                **state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: torch.save(payload, handle), "wb")
 
 
 def load(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:

@@ -11,9 +11,9 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from clbench.config import SCHEMA_VERSION
 from clbench.errors import ClbenchError
@@ -37,20 +37,29 @@ def run_dir_name(config: dict[str, Any], run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
+def write_atomic(path: Path, fill: Callable[[IO[Any]], None], mode: str = "w") -> None:
+    """Let ``fill`` write a temporary file beside ``path``, then rename it into place (a
+    reader sees the old file or the whole new one, never half of it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, mode) as handle:
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON atomically."""
+    def fill(handle: IO[str]) -> None:
+        json.dump(data, handle, indent=1, sort_keys=False)
+        handle.write("\n")
+
+    write_atomic(path, fill)
 
 
 class Store:
