@@ -27,8 +27,9 @@ DPI = 100
 PANEL = (5.6, 4.4)  # inches per panel of a line plot
 HEATMAP = (6.4, 5.2)
 ANNOTATE_UP_TO = 12  # tasks (and checkpoints) up to which heatmap cells show their numbers
-MARKERS_UP_TO = 25
-LEGEND_WIDTH = 60  # characters per legend line  # points per line up to which lines show markers
+MARKERS_UP_TO = 25  # points per line up to which lines show markers
+LEGEND_WIDTH = 60  # characters per legend line
+LEGEND_LINE = 0.21  # inches per legend text line (font and spacing)
 MIN_SPAN = 5.0  # percentage points: the least a percentage axis shows
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 ENCODING_MARKERS = {"bits": "o", "sparse": "s", "fp32": "^"}
@@ -126,8 +127,13 @@ def legend(fig: Figure) -> None:
     if entries:
         wide = fig.get_size_inches()[0] > PANEL[0]
         labels = ["\n".join(textwrap.wrap(label, LEGEND_WIDTH)) for label in entries]
-        fig.legend(entries.values(), labels, loc="outside lower center",
-                   ncols=2 if wide and len(entries) > 1 else 1, frameon=False)
+        ncols = 2 if wide and len(entries) > 1 else 1
+        fig.legend(entries.values(), labels, loc="outside lower center", ncols=ncols,
+                   frameon=False)
+        # the legend gets its own height, so the panels keep theirs however many groups
+        lines = math.ceil(sum(label.count("\n") + 1 for label in labels) / ncols)
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(width, height + LEGEND_LINE * lines)
 
 
 def line(ax: object, curve: dict[int, Stat], style: dict, label: str) -> None:
