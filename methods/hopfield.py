@@ -11,7 +11,8 @@ builds the two methods on it.
   then swish. The output layer is not masked. Masks are passed to :meth:`UnitMaskNet.forward`
   (one float vector per hidden layer, or one per decision).
 * :func:`unit_mask` (M = 1[score ≥ 0], straight-through), :func:`storkey_update`,
-  :func:`energy`, :func:`recall` (plain synchronous sign updates, to check storage),
+  :func:`energy`, :func:`memory_patterns` and :func:`total_energy` (per-layer or joint
+  memories), :func:`recall` (plain synchronous sign updates, to check storage),
   :func:`storkey_capacity`.
 * :func:`recover`: HopSupSup's transductive recovery of one mask from one task's test batches.
 * :func:`oneshot_gradients`, :func:`oneshot`: SupSup's One-Shot task inference over stored unit
@@ -114,6 +115,23 @@ def energy(psi: Tensor, s: Tensor) -> Tensor:
     return -0.5 * (s @ (psi @ s))
 
 
+def memory_patterns(masks: Sequence[Tensor], sizes: Sequence[int]) -> list[Tensor]:
+    """The ±1 patterns a set of memories of ``sizes`` holds for per-layer unit ``masks``: the
+    layers' masks concatenated in order, then cut into consecutive pieces of ``sizes`` (one
+    piece per layer for per-layer memories, one piece of all units for a joint memory)."""
+    x = 2 * torch.cat([m.to(torch.float32) for m in masks]) - 1
+    if sum(sizes) != x.numel():
+        raise ValueError(f"memories of {list(sizes)} units for masks of {x.numel()} units")
+    return list(x.split(list(sizes)))
+
+
+def total_energy(psis: Sequence[Tensor], masks: Sequence[Tensor]) -> Tensor:
+    """Σ over memories of E(2M − 1), each memory holding its piece of the concatenated masks
+    (:func:`memory_patterns`); differentiable in ``masks``."""
+    pieces = memory_patterns(masks, [psi.shape[0] for psi in psis])
+    return sum(energy(psi, x) for psi, x in zip(psis, pieces, strict=True))
+
+
 def recall(psi: Tensor, s: Tensor, steps: int = 10) -> Tensor:
     """Synchronous sign updates s ← sign(Ψs) (ties to +1) until a fixed point or ``steps``."""
     s = s.to(psi.dtype)
@@ -170,9 +188,11 @@ def recover(
 
     Free scores start at ``start`` (the mean of the stored ±1 masks) and take one SGD step per
     batch (``passes`` times over the batches, N steps in all); at step b = 1..N the loss is
-    (1 − b/N)·H + γ·(b/N)·Σ_layers E(2M − 1), H the mean entropy of the batch's softmax over all
-    outputs, E the layer's Hopfield energy, M = 1[score ≥ 0] straight-through: the entropy pulls
-    the mask towards one that fits these inputs, the energy into the nearest stored pattern.
+    (1 − b/N)·H + γ·(b/N)·Σ_memories E(2M − 1), H the mean entropy of the batch's softmax over
+    all outputs, E a memory's Hopfield energy (``psis``: one per layer, or one joint memory over
+    the concatenated layers, see :func:`memory_patterns`), M = 1[score ≥ 0] straight-through:
+    the entropy pulls the mask towards one that fits these inputs, the energy into the nearest
+    stored pattern.
     Transductive: it adapts on the very batches it will then be scored on.
     """
     scores = [nn.Parameter(s.detach().clone().to(net.device)) for s in start]
@@ -192,7 +212,7 @@ def recover(
             masks = [unit_mask(s) for s in scores]
             logp = F.log_softmax(net(x, masks), -1)
             entropy = -(logp.exp() * logp).sum(-1).mean()
-            hop = sum(energy(psi, 2 * m - 1) for psi, m in zip(psis, masks, strict=True))
+            hop = total_energy(psis, masks)
             loss = (1 - weight) * entropy + gamma * weight * hop
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

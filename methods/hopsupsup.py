@@ -13,13 +13,28 @@ Both methods share one network and one training rule:
   cross-entropy over all outputs, SGD (``lr`` 0.1, ``momentum`` 0.9, ``weight_decay`` 1e-4),
   1 epoch of batches of 128; the binary mask is kept, the scores dropped.
 
-``supsup-hopfield`` stores each mask x = 2M − 1 ∈ {±1}^d of each hidden layer in that layer's
-d×d matrix Ψ with Storkey's rule (h = Ψx; Ψ ← Ψ + (x xᵀ − I − x hᵀ − h xᵀ)/d), plus the running
-sum of the ±1 masks (the recovery's start). At test time it **recovers** a mask for each request
-from the request's own test batches: free scores start at the mean stored ±1 mask, then one SGD
-step per test batch (``recovery_lr`` 500, the same momentum and weight decay) on
-(1 − b/N)·H + γ·(b/N)·Σ_layers E(2M − 1) at step b of N (H: mean output entropy; E = −½ sᵀΨs;
-``gamma`` 1.5e-3), and the batches are then predicted under the final mask.
+``supsup-hopfield`` stores each mask as x = 2M − 1 ∈ {±1}^d in a d×d matrix Ψ with Storkey's
+rule (h = Ψx; Ψ ← Ψ + (x xᵀ − I − x hᵀ − h xᵀ)/d), plus the running sum of the ±1 masks (the
+recovery's start). At test time it **recovers** a mask for each request from the request's own
+test batches: free scores start at the mean stored ±1 mask, then one SGD step per test batch
+(``recovery_lr`` 500, the same momentum and weight decay) on
+(1 − b/N)·H + γ·(b/N)·Σ_memories E(2M − 1) at step b of N (H: mean output entropy;
+E = −½ sᵀΨs; ``gamma`` 1.5e-3), and the batches are then predicted under the final mask.
+
+``memory`` says what one Ψ holds. ``layer`` is the paper's code: one 2048×2048 matrix per hidden
+layer, so the two halves of a mask are recovered by two independent attractor dynamics, tied
+only through the entropy. On full SplitMNIST that recovers **chimeras**: for seed 0's task 2 the
+first layer converges to task 2's mask and the second to task 0's (the entropy of task 2's
+images is lower under task 0's second-layer mask); over seeds 0-11, 6 of 60 task recoveries
+(in 5 seeds) miss 99 % of their bits within their 30-34 steps. ``joint`` (clbench's default)
+stores the concatenated 4096-bit mask in one 4096×4096 matrix, whose energy couples the
+layers: a chimera is no longer a fixed point, and the layer that is right pulls the other
+one along.
+Same recovery, same hyper-parameters; twice the bytes (67.1 MB, or 33.6 MB symmetric) and
+about twice the Storkey capacity (1,004 patterns against 524 per layer). Over the same seeds
+1 of 60 recoveries misses (seed 4's task 1, where the entropy itself points elsewhere: One-Shot
+over the explicit masks picks that task's mask for only 47 % of its batches). The committed
+records are in reports/REPRODUCTION.md (HopSupSup).
 
 **Recovery is transductive**: it adapts on the very test batches it is scored on, and it relies
 on the engine's grouping of test batches by task (one request = one task's test set, so all N
@@ -33,14 +48,16 @@ they are not counted in ``bytes()`` because nothing reads them to answer.
 with SupSup's One-Shot (objective H, α = 1/k, argmin of ∂H/∂α) on the first ``infer_batch``
 images (default 64: the whole eval batch); the oracle uses the given task's mask.
 
-Bytes, honestly: Ψ is constant in the number of tasks, 2 × 2048² fp32 = 33,554,432 B (≈ 33.6 MB;
-16.8 MB if only its upper triangle is kept, Ψ being symmetric), plus 2 × 2048 fp32 for the sum
-of the masks, 8 B of seed and 8 B of task count: 33,570,832 B (``fp32``). Explicit unit masks
-cost 2 × 2048 bits = 512 B per task: 8 + 512·k B. Break-even is k = 65,569 tasks
-(32,817 with the symmetric encoding), while Storkey's rule stores only about
-d/√(2 ln d) = 524.5 patterns per 2048-unit layer: within its capacity HopSupSup always stores
-**more** bytes than the explicit masks (≈ 125× more at capacity, ≈ 13,000× more at 5 tasks). Its
-point is a fixed-size associative memory with no per-task growth, not a byte saving.
+Bytes, honestly: Ψ is constant in the number of tasks. Per layer (``layer``) it is
+2 × 2048² fp32 = 33,554,432 B (≈ 33.6 MB; 16.8 MB if only the upper triangle is kept, Ψ being
+symmetric), plus 2 × 2048 fp32 for the sum of the masks, 8 B of seed and 8 B of task count:
+33,570,832 B. Joint (``joint``), 4096² fp32: 67,125,264 B (33,579,024 B symmetric). Explicit unit
+masks cost 2 × 2048 bits = 512 B per task: 8 + 512·k B. Break-even is k = 65,569 tasks per
+layer (131,105 joint; about half that with the symmetric encodings), while Storkey's rule
+stores only about d/√(2 ln d) patterns: 524.5 in a 2048-unit memory, 1,004 in a 4096-unit
+one. Within its capacity HopSupSup always stores **more** bytes than the explicit masks
+(≥ 125× more at capacity, ≈ 13,000-26,000× more at 5 tasks). Its point is a fixed-size
+associative memory with no per-task growth, not a byte saving.
 """
 
 from __future__ import annotations
@@ -53,6 +70,7 @@ from clbench.params import Param
 from clbench.registry import register_method
 
 HIDDEN = (2048, 2048)  # bnnet's hidden widths: one mask bit per unit
+MEMORIES = ("joint", "layer")  # one Hopfield memory over all hidden units, or one per layer
 SEED_BYTES = COUNT_BYTES = 8
 SPLIT_MNIST = Preset(
     {},
@@ -70,10 +88,19 @@ COMMON_PARAMS = (
 )
 
 
-def hopfield_bytes(widths: tuple[int, ...] = HIDDEN, symmetric: bool = False) -> int:
-    """Bytes HopSupSup keeps, whatever the number of tasks: seed + Ψ per layer (fp32, full or
+def memory_sizes(memory: str, widths: tuple[int, ...] = HIDDEN) -> tuple[int, ...]:
+    """Units per Hopfield memory: one memory per hidden layer (``layer``, the paper's code) or
+    one over all hidden units (``joint``)."""
+    if memory not in MEMORIES:
+        raise ValueError(f"memory {memory!r}: use one of {', '.join(MEMORIES)}")
+    return tuple(widths) if memory == "layer" else (sum(widths),)
+
+
+def hopfield_bytes(memory: str = "joint", widths: tuple[int, ...] = HIDDEN,
+                   symmetric: bool = False) -> int:
+    """Bytes HopSupSup keeps, whatever the number of tasks: seed + Ψ per memory (fp32, full or
     upper triangle) + the sum of the ±1 masks per layer (fp32) + the task count."""
-    psi = sum(d * (d + 1) // 2 if symmetric else d * d for d in widths)
+    psi = sum(d * (d + 1) // 2 if symmetric else d * d for d in memory_sizes(memory, widths))
     return SEED_BYTES + 4 * psi + 4 * sum(widths) + COUNT_BYTES
 
 
@@ -82,10 +109,11 @@ def explicit_bytes(tasks: int, widths: tuple[int, ...] = HIDDEN) -> int:
     return SEED_BYTES + tasks * sum(-(-d // 8) for d in widths)
 
 
-def break_even_tasks(widths: tuple[int, ...] = HIDDEN, symmetric: bool = False) -> int:
+def break_even_tasks(memory: str = "joint", widths: tuple[int, ...] = HIDDEN,
+                     symmetric: bool = False) -> int:
     """The fewest tasks whose explicit masks take at least the Hopfield store's bytes."""
     per_task = explicit_bytes(1, widths) - SEED_BYTES
-    return -(-(hopfield_bytes(widths, symmetric) - SEED_BYTES) // per_task)
+    return -(-(hopfield_bytes(memory, widths, symmetric) - SEED_BYTES) // per_task)
 
 
 def storkey_capacity(d: int) -> float:
@@ -93,17 +121,18 @@ def storkey_capacity(d: int) -> float:
     return d / math.sqrt(2.0 * math.log(d))
 
 
-def bytes_summary(tasks: int) -> dict[str, Any]:
-    """The bytes comparison both methods put in their extras."""
+def bytes_summary(tasks: int, memory: str) -> dict[str, Any]:
+    """The bytes comparison both methods put in their extras, for a ``memory`` layout."""
     return {
         "tasks": tasks,
-        "hopfield_fp32": hopfield_bytes(),
-        "hopfield_fp32_symmetric": hopfield_bytes(symmetric=True),
+        "hopfield_fp32": hopfield_bytes(memory),
+        "hopfield_fp32_symmetric": hopfield_bytes(memory, symmetric=True),
         "explicit_per_task": explicit_bytes(1) - SEED_BYTES,
         "explicit_now": explicit_bytes(tasks),
-        "break_even_tasks": break_even_tasks(),
-        "break_even_tasks_symmetric": break_even_tasks(symmetric=True),
-        "storkey_capacity_per_layer": round(storkey_capacity(max(HIDDEN)), 1),
+        "break_even_tasks": break_even_tasks(memory),
+        "break_even_tasks_symmetric": break_even_tasks(memory, symmetric=True),
+        "memory": memory,
+        "storkey_capacity_per_memory": round(storkey_capacity(max(memory_sizes(memory))), 1),
     }
 
 
@@ -211,28 +240,34 @@ class HopSupSup(_UnitMaskMethod):
               low=0.0),
         Param("recovery_passes", int, 1, "passes over a task's test batches during recovery "
               "(the paper: 1, one step per batch)", low=1),
+        Param("memory", str, "joint", "joint: one Storkey memory over both hidden layers' "
+              "units (4096); layer: one per hidden layer (the paper's code), which can "
+              "recover each layer from a different task", choices=MEMORIES),
     )
     bytes_rules = {
-        "fp32": "8 (seed) + 4*sum_l d_l^2 (Storkey matrices) + 4*sum_l d_l (sum of the +-1 "
-                "masks) + 8 (task count); constant in the number of tasks",
+        "fp32": "8 (seed) + 4*sum_m d_m^2 (one Storkey matrix per memory: d_m = 4096 joint, "
+                "2048 per layer) + 4*sum_l d_l (sum of the +-1 masks per layer) + 8 (task "
+                "count); constant in the number of tasks",
         "fp32-symmetric": "as fp32 with the upper triangle of each symmetric matrix, "
-                          "4*sum_l d_l(d_l+1)/2",
+                          "4*sum_m d_m(d_m+1)/2",
     }
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
         import torch
 
-        self.psis = [torch.zeros(d, d, device=ctx.device) for d in HIDDEN]
+        self.memory = ctx.params["memory"]
+        self.psis = [torch.zeros(d, d, device=ctx.device) for d in memory_sizes(self.memory)]
         self.sums = [torch.zeros(d, device=ctx.device) for d in HIDDEN]
 
     def _store(self, mask: list[Any]) -> None:
-        from clbench.methods.hopfield import storkey_update
+        from clbench.methods.hopfield import memory_patterns, storkey_update
 
-        for psi, total, m in zip(self.psis, self.sums, mask, strict=True):
-            x = 2 * m.float() - 1
+        sizes = [psi.shape[0] for psi in self.psis]
+        for psi, x in zip(self.psis, memory_patterns(mask, sizes), strict=True):
             storkey_update(psi, x)
-            total += x
+        for total, m in zip(self.sums, mask, strict=True):
+            total += 2 * m.float() - 1
 
     def _recover(self, batches: Any, reference: list[Any] | None) -> Any:
         from clbench.methods.hopfield import recover
@@ -284,9 +319,10 @@ class HopSupSup(_UnitMaskMethod):
         return row
 
     def bytes(self) -> dict[str, Bytes]:
-        return {"fp32": Bytes(hopfield_bytes(), "hopfield-storkey-fp32-v1"),
-                "fp32-symmetric": Bytes(hopfield_bytes(symmetric=True),
-                                        "hopfield-storkey-fp32-sym-v1")}
+        joint = "-joint" if self.memory == "joint" else ""
+        return {"fp32": Bytes(hopfield_bytes(self.memory), f"hopfield-storkey{joint}-fp32-v1"),
+                "fp32-symmetric": Bytes(hopfield_bytes(self.memory, symmetric=True),
+                                        f"hopfield-storkey{joint}-fp32-sym-v1")}
 
     def extras(self) -> dict[str, Any]:
         """``recovery``: per checkpoint (``after_tasks``) and per inferred request (task i at
@@ -300,7 +336,8 @@ class HopSupSup(_UnitMaskMethod):
         see labels). ``bytes``: the Hopfield store against explicit masks (break-even tasks,
         Storkey capacity per layer). ``mask_density``, ``mask_min_distance_bits``,
         ``mask_mean_distance_bits``: the learned masks (kept for these diagnostics only)."""
-        out: dict[str, Any] = {"recovery": self.history, "bytes": bytes_summary(len(self.masks)),
+        out: dict[str, Any] = {"recovery": self.history,
+                               "bytes": bytes_summary(len(self.masks), self.memory),
                                **self._mask_stats()}
         if self.history:
             last = self.history[-1]["tasks"]
@@ -395,9 +432,10 @@ class UnitMasks(_UnitMaskMethod):
         """``inference``: per checkpoint (``after_tasks``) and per inferred request (task i at
         position i), ``batches``, ``right`` (fraction of batches whose One-Shot mask is the
         task's own) and ``choices`` (batches per chosen mask). Per-task accuracy is the
-        record's ``checkpoints[i].accuracy.default``. ``bytes``, ``mask_density``,
+        record's ``checkpoints[i].accuracy.default``. ``bytes``: these masks against the
+        paper's per-layer Hopfield store (``memory=layer``). ``mask_density``,
         ``mask_min_distance_bits``, ``mask_mean_distance_bits``: as ``supsup-hopfield``."""
-        return {"inference": self.history, "bytes": bytes_summary(len(self.masks)),
+        return {"inference": self.history, "bytes": bytes_summary(len(self.masks), "layer"),
                 **self._mask_stats()}
 
     def state_dict(self) -> dict[str, Any]:

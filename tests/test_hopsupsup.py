@@ -20,10 +20,12 @@ from clbench.method import EvalRequest
 from clbench.methods.hopfield import (
     UnitMaskNet,
     energy,
+    memory_patterns,
     oneshot,
     oneshot_gradients,
     recall,
     storkey_update,
+    total_energy,
 )
 from clbench.methods.hopfield import storkey_capacity as capacity_torch
 from clbench.methods.hopsupsup import (
@@ -80,14 +82,51 @@ def test_stored_patterns_are_recalled_from_noisy_cues():
 
 
 def test_bytes_are_constant_for_hopfield_and_linear_for_explicit_masks():
-    assert hopfield_bytes() == 8 + 4 * 2 * 2048**2 + 4 * BNNET_UNITS + 8 == 33_570_832
-    assert hopfield_bytes(symmetric=True) == 8 + 4 * 2048 * 2049 + 4 * BNNET_UNITS + 8
+    assert hopfield_bytes("layer") == 8 + 4 * 2 * 2048**2 + 4 * BNNET_UNITS + 8 == 33_570_832
+    assert hopfield_bytes("layer", symmetric=True) == 8 + 4 * 2048 * 2049 + 4 * BNNET_UNITS + 8
+    assert hopfield_bytes("joint") == 8 + 4 * 4096**2 + 4 * BNNET_UNITS + 8 == 67_125_264
+    assert hopfield_bytes("joint", symmetric=True) == 8 + 4 * 4096 * 4097 // 2 + 4 * 4096 + 8
     assert explicit_bytes(0) == 8 and explicit_bytes(5) == 8 + 5 * 512
-    k = break_even_tasks()
-    assert k == 65_569 and explicit_bytes(k - 1) < hopfield_bytes() <= explicit_bytes(k)
-    assert break_even_tasks(symmetric=True) == 32_817
+    for memory, tasks, symmetric_tasks in (("layer", 65_569, 32_817), ("joint", 131_105, 65_585)):
+        k = break_even_tasks(memory)
+        assert k == tasks and break_even_tasks(memory, symmetric=True) == symmetric_tasks
+        assert explicit_bytes(k - 1) < hopfield_bytes(memory) <= explicit_bytes(k)
     assert storkey_capacity(2048) == pytest.approx(524.45, abs=0.01) == capacity_torch(2048)
-    assert break_even_tasks() > 100 * storkey_capacity(2048)  # never a saving within capacity
+    assert storkey_capacity(4096) == pytest.approx(1004.2, abs=0.1)
+    # never a saving within capacity
+    assert break_even_tasks("layer") > 100 * storkey_capacity(2048)
+    assert break_even_tasks("joint") > 100 * storkey_capacity(4096)
+
+
+def test_a_chimera_is_stable_in_per_layer_memories_but_not_in_a_joint_one():
+    """Two stored masks A and B of two layers; the state (A's first layer, B's second) is a
+    fixed point of per-layer memories (each layer sits on a stored pattern) but not of the joint
+    memory, whose energy gradient moves it (the reason ``memory=joint`` recovers whole masks)."""
+    d = 256
+    a, b = patterns(2, 2 * d, seed=7)
+    masks = [[(x[:d] > 0), (x[d:] > 0)] for x in (a, b)]
+    memories = {}
+    for memory, sizes in (("layer", [d, d]), ("joint", [2 * d])):
+        psis = [torch.zeros(n, n) for n in sizes]
+        for mask in masks:
+            for psi, x in zip(psis, memory_patterns(mask, sizes), strict=True):
+                storkey_update(psi, x)
+        memories[memory] = psis
+    chimera = torch.cat([a[:d], b[d:]])
+    layer = memories["layer"]
+    assert torch.equal(torch.cat([recall(layer[0], chimera[:d]), recall(layer[1], chimera[d:])]),
+                       chimera)
+    joint = memories["joint"][0]
+    assert not torch.equal(recall(joint, chimera, steps=1), chimera)
+    assert torch.equal(recall(joint, a), a) and torch.equal(recall(joint, b), b)
+    # per layer the chimera is as deep a minimum as a stored mask; jointly about half as deep
+    m = [[(chimera[:d] > 0).float(), (chimera[d:] > 0).float()]] + [
+        [x.float() for x in mask] for mask in masks]
+    joint_e = [float(total_energy(memories["joint"], mk)) for mk in m]
+    layer_e = [float(total_energy(layer, mk)) for mk in m]
+    stored_layer = sum(layer_e[1:]) / 2
+    assert abs(layer_e[0] - stored_layer) < 0.01 * abs(stored_layer)
+    assert joint_e[0] > 0.6 * max(joint_e[1:])
 
 
 def test_unit_mask_net_uses_bnnets_weights_and_masks_units():
@@ -179,10 +218,11 @@ def test_recovery_recovers_every_tasks_mask_bits(hop):
 
 def test_hopfield_bytes_do_not_grow(hop):
     for c in hop["checkpoints"]:
-        assert c["bytes"]["fp32"]["bytes"] == hopfield_bytes()
-        assert c["bytes"]["fp32-symmetric"]["bytes"] == hopfield_bytes(symmetric=True)
+        assert c["bytes"]["fp32"]["bytes"] == hopfield_bytes("joint")
+        assert c["bytes"]["fp32-symmetric"]["bytes"] == hopfield_bytes("joint", symmetric=True)
     summary = hop["extras"]["bytes"]
-    assert summary["explicit_now"] == 8 + 5 * 512 and summary["break_even_tasks"] == 65_569
+    assert summary["explicit_now"] == 8 + 5 * 512 and summary["break_even_tasks"] == 131_105
+    assert summary["memory"] == "joint" and summary["storkey_capacity_per_memory"] == 1004.2
 
 
 def test_explicit_arm_infers_every_batch_and_learns_the_same_masks(units, hop):
