@@ -316,12 +316,17 @@ def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatc
             target = tmp_path / name
             target.parent.mkdir(parents=True)
             target.write_bytes((REPO / name).read_bytes())
-    if (REPO / "reproduce.yaml").is_file():  # found beside results/, as in the checkout
-        (tmp_path / "reproduce.yaml").write_bytes((REPO / "reproduce.yaml").read_bytes())
+    for name in ("reproduce.yaml", "README.md"):  # beside results/, as in the checkout
+        if (REPO / name).is_file():
+            (tmp_path / name).write_bytes((REPO / name).read_bytes())
     monkeypatch.chdir(tmp_path)
-    write_report("results", tmp_path / "out", Filters())
+    write_report("results", tmp_path / "reports", Filters())
     owned = (REPO / "reports" / ".clbench-report").read_text().split()
-    assert (tmp_path / "out" / ".clbench-report").read_text().split() == owned
+    assert (tmp_path / "reports" / ".clbench-report").read_text().split() == owned
     for name in owned:
-        assert (tmp_path / "out" / name).read_bytes() == (REPO / "reports" / name).read_bytes(), (
+        assert (tmp_path / "reports" / name).read_bytes() == (
+            REPO / "reports" / name).read_bytes(), (
             f"reports/{name} is stale: run clbench report and commit it")
+    if (REPO / "README.md").is_file():  # the report refreshed its headline block
+        assert (tmp_path / "README.md").read_bytes() == (REPO / "README.md").read_bytes(), (
+            "README.md's headline table is stale: run clbench report and commit it")

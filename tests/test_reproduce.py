@@ -71,6 +71,7 @@ experiments:
     tag: exp-a
     commands: ["clbench sweep --method supsup --scenario gnu --grid seed=0,1,2 --tag exp-a"]
     budget: 10 min
+    headline: true
     reference:
       - {label: a paper value, accuracy: 90, source: "Fig. 1", setting: {method: supsup}}
   - id: never
@@ -78,6 +79,7 @@ experiments:
     tag: exp-none
     commands: ["clbench sweep --method psp --tag exp-none"]
     budget: 1 h
+    headline: true
     notes: nothing yet
   - id: b
     title: Naive
@@ -158,6 +160,40 @@ def test_the_page_is_deterministic_and_written_beside_the_report(tmp_path):
     assert not (tmp_path / "out" / "REPRODUCTION.md").exists()  # the report owned it
 
 
+def test_the_headline_has_a_row_per_group_of_the_marked_experiments(page):
+    head = page.split("\n## Headline\n")[1].split("\n## ")[0]
+    rows = [line for line in head.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0].startswith("| # | experiment | group |")
+    assert rows[1:] == [
+        "| 1 | a | supsup H · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 | 90.00 % "
+        "| -5.00 |",
+        "| 1 | a | supsup G · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 | 90.00 % "
+        "| -5.00 |",
+        "| 2 | never | not run yet | — | — | — | — |",
+    ]  # experiments b and paper are not marked
+
+
+def test_the_repositorys_report_refreshes_only_its_readme_block(tmp_path):
+    root = tmp_path / "results"
+    fixture_records(root)
+    (tmp_path / "reproduce.yaml").write_text(EXPERIMENTS)
+    readme = tmp_path / "README.md"
+    text = (f"# Title\n\nbefore\n{reproduce.README_START}\nold table\n"
+            f"{reproduce.README_END}\nafter\n")
+    readme.write_text(text)
+    write_report(root, tmp_path / "elsewhere")  # another --out: the README is not touched
+    assert readme.read_text() == text
+    summary = write_report(root, tmp_path / "reports")
+    new = readme.read_text()
+    assert "headline table updated in" in summary
+    assert new.startswith("# Title\n\nbefore\n<!-- reproduction-headline:start -->\n| # |")
+    assert new.endswith("| 2 | never | not run yet | — | — | — | — |\n"
+                        "<!-- reproduction-headline:end -->\nafter\n")
+    assert "old table" not in new
+    assert "headline" not in write_report(root, tmp_path / "reports")  # unchanged: no write
+    assert reproduce.with_headline("no markers here", "| t |") is None
+
+
 BAD = [
     ("experiments: [", "is not valid YAML"),
     ("{}", "non-empty list 'experiments'"),
@@ -180,6 +216,8 @@ BAD = [
     ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t']}"
      "\n  - {id: x, title: u, tag: u, budget: 1 h, commands: ['clbench sweep --tag u']}",
      "id 'x' is used twice"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " headline: yes please}", "headline: expected true or false"),
 ]
 
 

@@ -1,7 +1,8 @@
 """Write the report folder: ``README.md`` (tables and plots), ``tables/*.csv``,
 ``plots/*.png|svg``, and ``REPRODUCTION.md`` when there is a ``reproduce.yaml``. The report owns
 only the files it lists in its manifest, and removes those of an earlier report that it no
-longer writes."""
+longer writes; the repository's own report (into ``reports/`` beside ``reproduce.yaml``) also
+refreshes the headline block of the README there."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 from clbench.errors import ClbenchError
 from clbench.report import published, reproduce, tables
 from clbench.report.runs import Collection, Filters, collect
+from clbench.store import write_atomic
 
 MANIFEST = ".clbench-report"
 OWNED = ("README.md", "tables/", "plots/", reproduce.PAGE)  # where a manifest entry may point
@@ -48,10 +50,12 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
     written += [f"plots/{p.stem}.{ext}" for p in figures for ext in ("png", "svg")]
     write_text(out / "README.md", readme(collection, filters, all_tables, figures))
     written.append("README.md")
+    updated = None
     if source:
         everything = collection if filters == Filters() else collect(results)
         write_text(out / reproduce.PAGE, reproduce.render(experiments, everything, source.name))
         written.append(reproduce.PAGE)
+        updated = sync_readme_headline(source, out, experiments, everything)
     clean(out, written)
     runs = sum(len(g.runs) for g in collection.groups)
     lines = [f"report: {runs} runs in {len(collection.groups)} groups, "
@@ -59,8 +63,27 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
     if source:
         lines.append(f"reproduction: {len(experiments)} experiments from {source} -> "
                      f"{out / reproduce.PAGE}")
+        if updated:
+            lines.append(f"headline table updated in {updated}")
     lines += [f"skipped {collection.root / s.path}: {s.reason}" for s in collection.skipped]
     return "\n".join(lines)
+
+
+def sync_readme_headline(source: Path, out: Path, experiments: list[reproduce.Experiment],
+                         collection: Collection) -> Path | None:
+    """Refresh the headline block of the README beside ``source`` when this is that
+    repository's own report (``out`` is the ``reports`` folder beside it); return the README's
+    path if it changed. Other reports (another ``--out``) never touch it."""
+    readme_path = source.parent / "README.md"
+    if out.resolve() != (source.parent / "reports").resolve() or not readme_path.is_file():
+        return None
+    table = reproduce.headline(experiments, collection)
+    text = readme_path.read_text(encoding="utf-8")
+    new = reproduce.with_headline(text, table) if table else None
+    if new is None or new == text:
+        return None
+    write_atomic(readme_path, lambda handle: handle.write(new))
+    return readme_path
 
 
 def available(collection: Collection) -> str:

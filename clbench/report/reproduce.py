@@ -26,7 +26,9 @@ GAP_NOTE = 2.0  # points: a larger gap to a reference needs a note on its cause
 WIDTH = 92  # where a shown command wraps
 
 REQUIRED = ("id", "title", "tag", "commands", "budget")
-OPTIONAL = ("also_tags", "reference", "extras", "notes")
+OPTIONAL = ("also_tags", "reference", "extras", "notes", "headline")
+README_START = "<!-- reproduction-headline:start -->"  # the block `clbench report` keeps in sync
+README_END = "<!-- reproduction-headline:end -->"
 REFERENCE_KEYS = ("label", "source", "accuracy", "value", "setting")
 EXTRA_KEYS = ("label", "key", "reduce", "scale", "digits")
 REDUCE: dict[str, Callable[[list[float]], float]] = {
@@ -104,6 +106,7 @@ class Experiment:
     references: tuple[Reference, ...] = ()
     extras: tuple[Extra, ...] = ()
     notes: str = ""
+    headline: bool = False
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -192,9 +195,12 @@ def _experiment(item: Any, prefix: str, index: int,
     extras = tuple(_extra(f"{where} extras", e)
                    for e in _list(f"{where} extras", item.get("extras")))
     notes = _text(f"{where} notes", item["notes"]) if item.get("notes") else ""
+    headline = item.get("headline", False)
+    if not isinstance(headline, bool):
+        raise ClbenchError(f"{where} headline: expected true or false, got {headline!r}")
     return Experiment(ident, _text(f"{where} title", item["title"]), tags[0], tags[1:],
                       commands, _text(f"{where} budget", str(item["budget"])), references,
-                      extras, notes)
+                      extras, notes, headline)
 
 
 def _command(where: str, command: Any, tags: tuple[str, ...]) -> str:
@@ -317,6 +323,11 @@ def render(experiments: list[Experiment], collection: Collection, source: str) -
         "",
         summary_table(experiments, found).markdown(),
     ]
+    if any(e.headline for e in experiments):
+        parts += ["", "## Headline", "",
+                  "The experiments marked `headline` in the file, one row per group (the "
+                  "README shows this table).", "",
+                  headline_table(experiments, found).markdown()]
     for number, (experiment, got) in enumerate(zip(experiments, found), 1):
         parts += ["", *section(number, experiment, got)]
     return "\n".join(parts) + "\n"
@@ -328,6 +339,43 @@ def summary_table(experiments: list[Experiment], found: list[Found]) -> Table:
     rows = [[i, e.title, e.tag, f.status(), e.budget, f.machine_time()]
             for i, (e, f) in enumerate(zip(experiments, found), 1)]
     return Table("reproduction", "Summary", "", columns, rows)
+
+
+def headline_table(experiments: list[Experiment], found: list[Found]) -> Table:
+    """One row per group of each ``headline`` experiment: its accuracy and the gap to the
+    reference values with an accuracy (a row saying so for an experiment not run yet)."""
+    columns = [Column("#", "int"), Column("experiment"), Column("group"), Column("n", "int"),
+               Column("accuracy (%)", "pct"), Column("reference"), Column("gap (points)")]
+    rows: list[list[Any]] = []
+    for number, (experiment, got) in enumerate(zip(experiments, found), 1):
+        if not experiment.headline:
+            continue
+        gaps = matches(experiment, got.groups)
+        for group in got.groups:
+            mine = [(ref, gap) for ref, g, gap in gaps if g is group]
+            rows.append([number, experiment.id, group.name, len(group.runs),
+                         group.stat(final("accuracy"), 100),
+                         "; ".join(f"{ref.accuracy:.2f} %" for ref, _ in mine) or "—",
+                         "; ".join(f"{gap:+.2f}" for _, gap in mine) or "—"])
+        if not got.groups:
+            rows.append([number, experiment.id, got.status(), None, None, "—", "—"])
+    return Table("reproduction-headline", "Headline", "", columns, rows)
+
+
+def headline(experiments: list[Experiment], collection: Collection) -> str | None:
+    """The headline table's markdown (None when no experiment is marked ``headline``)."""
+    if not any(e.headline for e in experiments):
+        return None
+    return headline_table(experiments, [find_runs(e, collection) for e in experiments]).markdown()
+
+
+def with_headline(readme: str, table: str) -> str | None:
+    """``readme`` with the text between its headline markers replaced by ``table`` (None when
+    it has no such block)."""
+    start, end = readme.find(README_START), readme.find(README_END)
+    if start < 0 or end < start:
+        return None
+    return f"{readme[:start + len(README_START)]}\n{table}\n{readme[end:]}"
 
 
 def section(number: int, experiment: Experiment, found: Found) -> list[str]:
