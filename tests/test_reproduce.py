@@ -165,11 +165,11 @@ def test_the_headline_has_a_row_per_group_of_the_marked_experiments(page):
     rows = [line for line in head.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| # | experiment | group |")
     assert rows[1:] == [
-        "| 1 | a | supsup H · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 | 90.00 % "
-        "| -5.00 |",
-        "| 1 | a | supsup G · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 | 90.00 % "
-        "| -5.00 |",
-        "| 2 | never | not run yet | — | — | — | — |",
+        "| 1 | a | supsup H · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 "
+        "| 75.00 ± 25.00 | 90.00 % | -5.00 |",
+        "| 1 | a | supsup G · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 "
+        "| 75.00 ± 25.00 | 90.00 % | -5.00 |",
+        "| 2 | never | not run yet | — | — | — | — | — |",
     ]  # experiments b and paper are not marked
 
 
@@ -187,7 +187,7 @@ def test_the_repositorys_report_refreshes_only_its_readme_block(tmp_path):
     new = readme.read_text()
     assert "headline table updated in" in summary
     assert new.startswith("# Title\n\nbefore\n<!-- reproduction-headline:start -->\n| # |")
-    assert new.endswith("| 2 | never | not run yet | — | — | — | — |\n"
+    assert new.endswith("| 2 | never | not run yet | — | — | — | — | — |\n"
                         "<!-- reproduction-headline:end -->\nafter\n")
     assert "old table" not in new
     assert "headline" not in write_report(root, tmp_path / "reports")  # unchanged: no write

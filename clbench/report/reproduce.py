@@ -342,10 +342,12 @@ def summary_table(experiments: list[Experiment], found: list[Found]) -> Table:
 
 
 def headline_table(experiments: list[Experiment], found: list[Found]) -> Table:
-    """One row per group of each ``headline`` experiment: its accuracy and the gap to the
-    reference values with an accuracy (a row saying so for an experiment not run yet)."""
+    """One row per group of each ``headline`` experiment: its accuracy, task inference and the
+    gap to the reference values with an accuracy (a row saying so for an experiment not run
+    yet)."""
     columns = [Column("#", "int"), Column("experiment"), Column("group"), Column("n", "int"),
-               Column("accuracy (%)", "pct"), Column("reference"), Column("gap (points)")]
+               Column("accuracy (%)", "pct"), Column("task inference (%)", "pct"),
+               Column("reference"), Column("gap (points)")]
     rows: list[list[Any]] = []
     for number, (experiment, got) in enumerate(zip(experiments, found), 1):
         if not experiment.headline:
@@ -355,10 +357,11 @@ def headline_table(experiments: list[Experiment], found: list[Found]) -> Table:
             mine = [(ref, gap) for ref, g, gap in gaps if g is group]
             rows.append([number, experiment.id, group.name, len(group.runs),
                          group.stat(final("accuracy"), 100),
+                         group.stat(final("task_inference"), 100),
                          "; ".join(f"{ref.accuracy:.2f} %" for ref, _ in mine) or "—",
                          "; ".join(f"{gap:+.2f}" for _, gap in mine) or "—"])
         if not got.groups:
-            rows.append([number, experiment.id, got.status(), None, None, "—", "—"])
+            rows.append([number, experiment.id, got.status(), None, None, None, "—", "—"])
     return Table("reproduction-headline", "Headline", "", columns, rows)
 
 
