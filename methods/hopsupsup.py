@@ -29,12 +29,13 @@ images is lower under task 0's second-layer mask); over seeds 0-11, 6 of 60 task
 (in 5 seeds) miss 99 % of their bits within their 30-34 steps. ``joint`` (clbench's default)
 stores the concatenated 4096-bit mask in one 4096×4096 matrix, whose energy couples the
 layers: a chimera is no longer a fixed point, and the layer that is right pulls the other
-one along.
-Same recovery, same hyper-parameters; twice the bytes (67.1 MB, or 33.6 MB symmetric) and
-about twice the Storkey capacity (1,004 patterns against 524 per layer). Over the same seeds
-1 of 60 recoveries misses (seed 4's task 1, where the entropy itself points elsewhere: One-Shot
-over the explicit masks picks that task's mask for only 47 % of its batches). The committed
-records are in reports/REPRODUCTION.md (HopSupSup).
+one along. Same recovery, same hyper-parameters; twice the bytes (67.1 MB, or 33.6 MB
+symmetric) and about twice the Storkey capacity (1,004 patterns against 524 per layer). Over
+the same seeds 1 of 60 recoveries misses (seed 4's task 1, where the entropy itself points
+elsewhere: One-Shot over the explicit masks picks that task's mask for only 47 % of its
+batches). The 12-seed comparison is benchmarks/hopfield_memory.py
+(reports/benchmarks/hopfield_memory.txt); the records of seeds 0-2 are in
+reports/REPRODUCTION.md (HopSupSup).
 
 **Recovery is transductive**: it adapts on the very test batches it is scored on, and it relies
 on the engine's grouping of test batches by task (one request = one task's test set, so all N
@@ -334,8 +335,9 @@ class HopSupSup(_UnitMaskMethod):
         last checkpoint's per-task ``recovery_steps``, ``steps_to_99``, ``bits_recovered``.
         Per-task accuracy is the record's ``checkpoints[i].accuracy.default`` (methods never
         see labels). ``bytes``: the Hopfield store against explicit masks (break-even tasks,
-        Storkey capacity per layer). ``mask_density``, ``mask_min_distance_bits``,
-        ``mask_mean_distance_bits``: the learned masks (kept for these diagnostics only)."""
+        ``memory``, Storkey capacity per memory). ``mask_density``,
+        ``mask_min_distance_bits``, ``mask_mean_distance_bits``: the learned masks (kept for
+        these diagnostics only)."""
         out: dict[str, Any] = {"recovery": self.history,
                                "bytes": bytes_summary(len(self.masks), self.memory),
                                **self._mask_stats()}
