@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import torch
 
 from clbench.context import RunContext
-from clbench.methods.hopfield import memory_patterns, oneshot, recover, storkey_update
+from clbench.methods.hopfield import Recovery, oneshot, recover, store_mask
 from clbench.methods.hopsupsup import HIDDEN, HopSupSup, memory_sizes
 from clbench.plan import make_plan, with_data
 
@@ -46,14 +46,13 @@ def store(masks: list[list[torch.Tensor]], memory: str) -> list[torch.Tensor]:
     sizes = memory_sizes(memory)
     psis = [torch.zeros(d, d) for d in sizes]
     for mask in masks:
-        for psi, x in zip(psis, memory_patterns(mask, sizes), strict=True):
-            storkey_update(psi, x)
+        store_mask(psis, mask)
     return psis
 
 
-def cell(trace: list[float]) -> str:
-    held = [n for n in range(len(trace)) if min(trace[n:]) >= 0.99]
-    return f"{100 * trace[-1]:6.2f}% @{held[0] if held else '-':>2}"
+def cell(found: Recovery) -> str:
+    held = found.steps_to(0.99)
+    return f"{100 * found.trace[-1]:6.2f}% @{'-' if held is None else held:>2}"
 
 
 def main() -> None:
@@ -83,7 +82,7 @@ def main() -> None:
                 found = recover(method.net, psis, task_batches, start,
                                 reference=method.masks[task])
                 missed[memory] += found.trace[-1] < 0.99
-                cells.append(cell(found.trace))
+                cells.append(cell(found))
             print(f"seed {seed:2d} {memory:5s} " + " | ".join(cells), flush=True)
         right = []
         for task, task_batches in enumerate(batches):

@@ -43,7 +43,7 @@ def write_atomic(path: Path, fill: Callable[[IO[Any]], None], mode: str = "w") -
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as handle:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             fill(handle)
             handle.flush()
             os.fsync(handle.fileno())

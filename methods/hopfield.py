@@ -11,8 +11,8 @@ builds the two methods on it.
   then swish. The output layer is not masked. Masks are passed to :meth:`UnitMaskNet.forward`
   (one float vector per hidden layer, or one per decision).
 * :func:`unit_mask` (M = 1[score ≥ 0], straight-through), :func:`storkey_update`,
-  :func:`energy`, :func:`memory_patterns` and :func:`total_energy` (per-layer or joint
-  memories), :func:`recall` (plain synchronous sign updates, to check storage),
+  :func:`energy`, :func:`memory_patterns`, :func:`store_mask` and :func:`total_energy`
+  (per-layer or joint memories), :func:`recall` (plain synchronous sign updates, to check storage),
   :func:`storkey_capacity`.
 * :func:`recover`: HopSupSup's transductive recovery of one mask from one task's test batches.
 * :func:`oneshot_gradients`, :func:`oneshot`: SupSup's One-Shot task inference over stored unit
@@ -125,6 +125,14 @@ def memory_patterns(masks: Sequence[Tensor], sizes: Sequence[int]) -> list[Tenso
     return list(x.split(list(sizes)))
 
 
+def store_mask(psis: Sequence[Tensor], masks: Sequence[Tensor]) -> None:
+    """Store one mask (one bool or 0/1 vector per layer) in the memories ``psis`` in place,
+    each memory its piece of the concatenated mask (:func:`memory_patterns`)."""
+    pieces = memory_patterns(masks, [psi.shape[0] for psi in psis])
+    for psi, x in zip(psis, pieces, strict=True):
+        storkey_update(psi, x)
+
+
 def total_energy(psis: Sequence[Tensor], masks: Sequence[Tensor]) -> Tensor:
     """Σ over memories of E(2M − 1), each memory holding its piece of the concatenated masks
     (:func:`memory_patterns`); differentiable in ``masks``."""
@@ -163,6 +171,12 @@ class Recovery:
     masks: list[Tensor]
     steps: int
     trace: list[float] = field(default_factory=list)
+
+    def steps_to(self, level: float) -> int | None:
+        """The first step from which at least ``level`` of the bits stay right (None: never,
+        or no reference)."""
+        held = [n for n in range(len(self.trace)) if min(self.trace[n:]) >= level]
+        return held[0] if held else None
 
 
 def agreement(masks: Sequence[Tensor], reference: Sequence[Tensor]) -> float:

@@ -24,16 +24,16 @@ E = −½ sᵀΨs; ``gamma`` 1.5e-3), and the batches are then predicted under t
 ``memory`` says what one Ψ holds. ``layer`` is the paper's code: one 2048×2048 matrix per hidden
 layer, so the two halves of a mask are recovered by two independent attractor dynamics, tied
 only through the entropy. On full SplitMNIST that recovers **chimeras**: for seed 0's task 2 the
-first layer converges to task 2's mask and the second to task 0's (the entropy of task 2's
-images is lower under task 0's second-layer mask); over seeds 0-11, 6 of 60 task recoveries
-(in 5 seeds) miss 99 % of their bits within their 30-34 steps. ``joint`` (clbench's default)
-stores the concatenated 4096-bit mask in one 4096×4096 matrix, whose energy couples the
-layers: a chimera is no longer a fixed point, and the layer that is right pulls the other
-one along. Same recovery, same hyper-parameters; twice the bytes (67.1 MB, or 33.6 MB
-symmetric) and about twice the Storkey capacity (1,004 patterns against 524 per layer). Over
-the same seeds 1 of 60 recoveries misses (seed 4's task 1, where the entropy itself points
-elsewhere: One-Shot over the explicit masks picks that task's mask for only 47 % of its
-batches). The 12-seed comparison is benchmarks/hopfield_memory.py
+first layer converges to task 2's mask and the second to task 0's (the entropy phase already
+pulls the second layer towards task 0's mask, from 67 % to 76 % of its bits); over seeds 0-11,
+6 of 60 task recoveries (in 5 seeds) miss 99 % of their bits within their 30-34 steps.
+``joint`` (clbench's default) stores the concatenated 4096-bit mask in one 4096×4096 matrix,
+whose energy couples the layers: a chimera is no longer a fixed point, and the layer that is
+right pulls the other one along. Same recovery, same hyper-parameters; twice the bytes
+(67.1 MB, or 33.6 MB symmetric) and about twice the Storkey capacity (1,004 patterns against
+524 per layer). Over the same seeds 1 of 60 recoveries misses (seed 4's task 1, where the
+entropy itself points elsewhere: One-Shot over the explicit masks picks that task's mask for
+only 47 % of its batches). The 12-seed comparison is benchmarks/hopfield_memory.py
 (reports/benchmarks/hopfield_memory.txt); the records of seeds 0-2 are in
 reports/REPRODUCTION.md (HopSupSup).
 
@@ -262,11 +262,9 @@ class HopSupSup(_UnitMaskMethod):
         self.sums = [torch.zeros(d, device=ctx.device) for d in HIDDEN]
 
     def _store(self, mask: list[Any]) -> None:
-        from clbench.methods.hopfield import memory_patterns, storkey_update
+        from clbench.methods.hopfield import store_mask
 
-        sizes = [psi.shape[0] for psi in self.psis]
-        for psi, x in zip(self.psis, memory_patterns(mask, sizes), strict=True):
-            storkey_update(psi, x)
+        store_mask(self.psis, mask)
         for total, m in zip(self.sums, mask, strict=True):
             total += 2 * m.float() - 1
 
@@ -307,14 +305,12 @@ class HopSupSup(_UnitMaskMethod):
         row: dict[str, Any] = {"steps": found.steps, "nearest": nearest}
         if reference is not None:
             trace = found.trace
-            held = [n for n in range(len(trace)) if min(trace[n:]) >= 0.99]
-            exact = [n for n in range(len(trace)) if min(trace[n:]) == 1.0]
             row.update({
                 "bits": round(trace[-1], 6),
                 "wrong_bits": round((1 - trace[-1]) * sum(HIDDEN)),
                 "start_bits": round(trace[0], 6),
-                "steps_to_99": held[0] if held else None,
-                "steps_to_exact": exact[0] if exact else None,
+                "steps_to_99": found.steps_to(0.99),
+                "steps_to_exact": found.steps_to(1.0),
                 "trace": [round(t, 4) for t in trace],
             })
         return row
