@@ -1,16 +1,21 @@
 """The ``clbench`` command line. Parses options and calls one function per command; torch and
-Avalanche are imported only when a run starts."""
+Avalanche are imported only when a run starts. This is the one module that prints: runs and
+sweeps yield lines."""
 
 from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Generator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from clbench.errors import ClbenchError
+
+if TYPE_CHECKING:
+    from clbench.runner import Line
 
 EXAMPLES = """\b
 Examples:
@@ -89,6 +94,16 @@ def run_options(values: dict[str, object]) -> dict[str, object]:
     return {k: values[k] for k in RUN_OPTIONS}
 
 
+def show(lines: Generator[Line, None, int]) -> int:
+    """Print what a run or sweep says, as it says it; return its exit code."""
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration as end:
+            return end.value
+        typer.echo(line.text, err=line.err)
+
+
 @app.command(epilog=EXAMPLES)
 def run(
     method: Annotated[str, Opt(help="method to run (clbench list methods)")],
@@ -112,7 +127,7 @@ def run(
     spec = RunSpec(method, given, param or [], preset, plugin or [], tag or [], data_root,
                    download, ["clbench", *sys.argv[1:]])
     try:
-        code = run_one(spec, results, force=force, progress=progress)
+        code = show(run_one(spec, results, force=force, progress=progress))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
@@ -164,8 +179,8 @@ def sweep(
             from clbench.sweep import read_file
 
             spec = merge_file(spec, read_file(file))
-        code = run_sweep(spec, results, executor=executor, workers=workers, address=address,
-                         dry_run=dry_run)
+        code = show(run_sweep(spec, results, executor=executor, workers=workers,
+                              address=address, dry_run=dry_run))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)

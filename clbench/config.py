@@ -11,8 +11,7 @@ from typing import Any
 
 from clbench.errors import ClbenchError
 from clbench.params import parse_assignments, resolve_params
-
-SCHEMA_VERSION = 1
+from clbench.record import SCHEMA_VERSION
 
 #: Options every run has, with their defaults where neither the user nor a preset sets them.
 DEFAULTS: dict[str, Any] = {
