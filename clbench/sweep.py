@@ -5,7 +5,8 @@ name=v1,v2`` on the command line (``param.NAME`` for method params) or lists in 
 the same names. Every method meets every combination; options a method does not take are dropped
 for it (density without masks, a param it lacks, a learning rate it has not), then runs are
 deduplicated by run id. Combinations a method refuses are listed with the reason, never run.
-Nothing here prints: :func:`run_sweep` yields the lines the command line shows.
+The option names and types are the options table's (:mod:`clbench.options`). Nothing here
+prints: :func:`run_sweep` yields the lines the command line shows.
 """
 
 from __future__ import annotations
@@ -19,18 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
+from clbench.options import SETTINGS
 from clbench.record import build_record
 from clbench.runner import Line, RunSpec
 from clbench.store import Store
 
-#: Run options a sweep may fix or vary, with the type of their values.
-OPTIONS: dict[str, type] = {
-    "scenario": str, "benchmark": str, "dataset": str, "model": str, "tasks": int, "iters": int,
-    "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "density": float,
-    "sparsity": float, "label_view": str, "seed": int, "data_seed": int, "threads": int,
-    "device": str, "eval_at": str, "val_fraction": float,
-}
-#: Keys of a sweep file besides options and ``param.NAME``.
+#: Keys of a sweep file besides run settings and ``param.NAME``.
 FILE_KEYS = ("method", "preset", "tag", "plugin")
 
 
@@ -72,13 +67,16 @@ def option_name(name: str) -> str:
 
 
 def typed(name: str, value: Any) -> Any:
-    """A grid or file value converted to the option's type (params stay text)."""
+    """A grid or file value converted to the run setting's type (params and methods stay
+    text)."""
     if name.startswith("param."):
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    kind = OPTIONS.get(name)
-    if kind is None:
-        raise ClbenchError(f"sweep: unknown option '{name}' (options: {', '.join(OPTIONS)}, "
-                           "or param.NAME)")
+    if name == "method":
+        return str(value)
+    if name not in SETTINGS:
+        raise ClbenchError(f"sweep: unknown option '{name}' (options: {', '.join(SETTINGS)}, "
+                           "method, or param.NAME)")
+    kind = SETTINGS[name].type
     if kind is str:
         return str(value)
     try:
@@ -156,7 +154,7 @@ def combinations(spec: SweepSpec) -> list[tuple[str, dict[str, Any], list[str], 
     out = []
     for method in methods:
         for values in itertools.product(*axes.values()):
-            given = {k: None for k in OPTIONS} | dict(spec.fixed)
+            given = {k: None for k in SETTINGS} | dict(spec.fixed)
             params = list(spec.params)
             varied = dict(zip(axes, values))
             for name, value in varied.items():

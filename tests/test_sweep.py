@@ -49,6 +49,7 @@ def test_grid_values_are_typed_and_bad_ones_refused():
                        (["seed"], "name=value1,value2"), (["seed=1", "seed=2"], "twice"):
         with pytest.raises(ClbenchError, match=words):
             parse_grid(bad)
+    assert parse_grid(["method=psp,supsup"]) == {"method": ["psp", "supsup"]}  # as --help says
 
 
 def test_options_a_method_does_not_take_are_dropped_and_runs_deduplicated(results):
