@@ -84,6 +84,14 @@ def settings(values: dict[str, Any]) -> dict[str, Any]:
     return {name: values[name] for name in SETTINGS}
 
 
+def inputs(values: dict[str, Any]) -> dict[str, Any]:
+    """What the command gives each of its runs besides method, settings and params (the fields
+    of :class:`~clbench.runner.RunInputs`)."""
+    return {"preset": values["preset"], "plugins": values["plugin"] or [],
+            "tags": sorted(set(values["tag"] or [])), "data_root": values["data_root"],
+            "download": values["download"], "command": ["clbench", *sys.argv[1:]]}
+
+
 def show(lines: Generator[Line, None, int]) -> int:
     """Print what a run or sweep says, as it says it; return its exit code."""
     while True:
@@ -100,9 +108,7 @@ def run(**values: Any) -> None:
     """Run one method on one stream and write its record (an interrupted run resumes)."""
     from clbench.runner import RunSpec, run_one
 
-    spec = RunSpec(values["method"], settings(values), values["param"] or [], values["preset"],
-                   values["plugin"] or [], values["tag"] or [], values["data_root"],
-                   values["download"], ["clbench", *sys.argv[1:]])
+    spec = RunSpec(values["method"], settings(values), values["param"] or [], **inputs(values))
     try:
         code = show(run_one(spec, values["results"], force=values["force"],
                             progress=values["progress"]))
@@ -129,9 +135,7 @@ def sweep(**values: Any) -> None:
         axes = parse_grid(values["grid"] or [])
         fixed = {k: v for k, v in settings(values).items() if v is not None and k not in axes}
         spec = SweepSpec(values["method"] or [], fixed, values["param"] or [], axes,
-                         values["preset"], values["plugin"] or [],
-                         sorted(set(values["tag"] or [])), values["data_root"],
-                         values["download"], ["clbench", *sys.argv[1:]])
+                         **inputs(values))
         if values["file"] is not None:
             spec = merge_file(spec, read_file(values["file"]))
         code = show(run_sweep(spec, values["results"], executor=values["executor"],

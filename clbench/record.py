@@ -13,13 +13,10 @@ import datetime as dt
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from clbench import metrics, provenance
 from clbench.errors import ClbenchError
-
-if TYPE_CHECKING:
-    from clbench.config import RunConfig
 
 #: Version of the record layout; it also enters every run id (see ``RunConfig.canonical``).
 SCHEMA_VERSION = 1
@@ -41,6 +38,16 @@ def migrate(record: dict[str, Any]) -> dict[str, Any]:
         record = MIGRATIONS[version](record)
         version = record["schema_version"]
     return record
+
+
+class Config(Protocol):
+    """What a record needs of a run's config (a :class:`~clbench.config.RunConfig`, which
+    imports this module for the schema version)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 def now() -> str:
@@ -89,7 +96,7 @@ class RunState:
         return cls(**{name: data[key] for key, name in cls.SAVED.items()})
 
 
-def build_record(config: RunConfig, command: list[str], state: RunState | None = None,
+def build_record(config: Config, command: list[str], state: RunState | None = None,
                  error: BaseException | None = None) -> dict[str, Any]:
     """The record of a run: complete from its final ``state``, or failed with ``error`` (then
     ``state`` is not needed: a failed record says what ran, where, and why it stopped)."""

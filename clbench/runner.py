@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -31,19 +31,29 @@ class Line(NamedTuple):
     err: bool = False
 
 
-@dataclass
-class RunSpec:
-    """What a process needs to run one configuration: the command line, in data."""
+@dataclass(kw_only=True)
+class RunInputs:
+    """What a command gives each of its runs besides the method, settings and params."""
 
-    method: str
-    given: dict[str, Any]
-    params: list[str] = field(default_factory=list)
     preset: str | None = None
     plugins: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     data_root: str | None = None
     download: bool = False
     command: list[str] = field(default_factory=list)
+
+    def inputs(self) -> dict[str, Any]:
+        """These fields alone, to pass on to another spec."""
+        return {f.name: getattr(self, f.name) for f in fields(RunInputs)}
+
+
+@dataclass
+class RunSpec(RunInputs):
+    """What a process needs to run one configuration: the command line, in data."""
+
+    method: str
+    given: dict[str, Any]
+    params: list[str] = field(default_factory=list)
     plugin_texts: dict[str, str] = field(default_factory=dict)  # path -> source, for Ray
 
     def plan(self) -> Plan:

@@ -15,14 +15,14 @@ import itertools
 import os
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
 from clbench.options import SETTINGS
 from clbench.record import build_record
-from clbench.runner import Line, RunSpec
+from clbench.runner import Line, RunInputs, RunSpec
 from clbench.store import Store
 
 #: Keys of a sweep file besides run settings and ``param.NAME``.
@@ -30,19 +30,13 @@ FILE_KEYS = ("method", "preset", "tag", "plugin")
 
 
 @dataclass
-class SweepSpec:
+class SweepSpec(RunInputs):
     """What the user asked for: methods, fixed options and params, and the axes to vary."""
 
     methods: list[str]
     fixed: dict[str, Any]
     params: list[str]
     axes: dict[str, list[Any]]
-    preset: str | None = None
-    plugins: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    data_root: str | None = None
-    download: bool = False
-    command: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -198,8 +192,7 @@ def plan_sweep(spec: SweepSpec, store: Store, *, load_data: bool = True) -> list
     refused: list[Planned] = []
     for method_name, given, params, varied in combinations(spec):
         label = " ".join([method_name, *(f"{k}={v}" for k, v in varied.items())])
-        run = RunSpec(method_name, given, params, spec.preset, spec.plugins, spec.tags,
-                      spec.data_root, spec.download, spec.command)
+        run = RunSpec(method_name, given, params, **spec.inputs())
         try:
             method = registry.get_method(method_name)
             given, params, varied = drop_unsupported(method, given, params, varied)
