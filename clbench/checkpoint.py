@@ -1,11 +1,12 @@
-"""Checkpoints after each task, so an interrupted run resumes where it stopped.
+"""The resume file: a run's state after its last finished task, so an interrupted run resumes
+where it stopped ("checkpoint" means this file and nothing else).
 
-A checkpoint lives beside the run's record (``checkpoint.pt`` in the run's folder) and holds
-the run config as JSON, the number of tasks learned, the method's :meth:`~clbench.method.Method.
-state_dict`, the evaluation so far (diagonal and checkpoints) and the timings. It is written
-atomically (a temporary file renamed into place) and read with ``weights_only=True``, so it can
-hold only tensors and plain data. The run's randomness needs no saving: every generator is
-seeded per task by the context.
+The store decides where a checkpoint lives (``checkpoint.pt`` beside the run's record); this
+module decides what it holds: the run config as JSON, the method's
+:meth:`~clbench.method.Method.state_dict` and the :class:`~clbench.record.RunState` (tasks
+learned, diagonal, evaluation points, timings). It is written atomically and read with
+``weights_only=True``, so it can hold only tensors and plain data. The run's randomness needs
+no saving: every generator is seeded per task by the context.
 """
 
 from __future__ import annotations
@@ -14,28 +15,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+from clbench.atomic import write_atomic
 from clbench.errors import ClbenchError
-from clbench.store import write_atomic
+from clbench.record import RunState
 
 FORMAT = 1
-FILE = "checkpoint.pt"
 
 
 def _hashed_config(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k != "tags"}
 
 
-def save(path: Path, config: dict[str, Any], state: dict[str, Any]) -> None:
-    """Write ``state`` (which must not hold the key ``format`` or ``config``) atomically."""
+def save(path: Path, config: dict[str, Any], state: RunState, method_state: dict[str, Any]
+         ) -> None:
+    """Write the run's ``state`` and its method's state atomically."""
     import torch
 
     payload = {"format": FORMAT, "config": json.dumps(_hashed_config(config), sort_keys=True),
-               **state}
+               "method": method_state, **state.saved()}
     write_atomic(path, lambda handle: torch.save(payload, handle), "wb")
 
 
-def load(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` for this config, or None when there is none.
+def load(path: Path, config: dict[str, Any]) -> tuple[RunState, dict[str, Any]] | None:
+    """The run state and method state saved at ``path`` for this config, or None when there is
+    no checkpoint.
 
     Refuses, with a one-line error naming the fix, a checkpoint that cannot be read or that
     another config wrote.
@@ -60,9 +63,4 @@ def load(path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
         differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
         raise ClbenchError(f"checkpoint {path} was written by another config (it differs in "
                            f"{', '.join(differ)}): delete it to start this run afresh")
-    return payload
-
-
-def remove(path: Path) -> None:
-    """Delete a checkpoint once its run's record is written."""
-    path.unlink(missing_ok=True)
+    return RunState.from_saved(payload), payload["method"]

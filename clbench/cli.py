@@ -1,16 +1,26 @@
 """The ``clbench`` command line. Parses options and calls one function per command; torch and
-Avalanche are imported only when a run starts."""
+Avalanche are imported only when a run starts.
+
+``run`` and ``sweep`` take the options of the options table (:mod:`clbench.options`), their
+signatures built from it. This is the one module that prints: runs and sweeps yield lines.
+"""
 
 from __future__ import annotations
 
+import inspect
 import sys
 import traceback
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from clbench.errors import ClbenchError
+from clbench.options import SETTINGS, Option, for_command, option
+
+if TYPE_CHECKING:
+    from clbench.runner import Line
 
 EXAMPLES = """\b
 Examples:
@@ -21,7 +31,8 @@ Examples:
 """
 
 app = typer.Typer(
-    help="clbench: continual-learning benchmarks of supermasks in superposition and baselines.",
+    help="clbench: continual-learning runs, sweeps and reports of supermasks in superposition and "
+         "baselines.",
     epilog=EXAMPLES,
     add_completion=False,
     no_args_is_help=True,
@@ -39,80 +50,68 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 Opt = typer.Option
 
 
-# Options shared by ``run`` and ``sweep`` (one definition, one help text).
-Scenario = Annotated[Optional[str], Opt(help="gg, gns, gnu or nns [default: gg or the method's "
-                                             "preset]")]
-Benchmark = Annotated[Optional[str], Opt(help="permuted, rotated or split")]
-Dataset = Annotated[Optional[str], Opt(help="data source (clbench list datasets)")]
-Model = Annotated[Optional[str], Opt(help="model (clbench list models)")]
-Tasks = Annotated[Optional[int], Opt(help="number of tasks")]
-Iters = Annotated[Optional[int], Opt(help="training batches per task")]
-Epochs = Annotated[Optional[int], Opt(help="training epochs per task (instead of --iters)")]
-BatchSize = Annotated[Optional[int], Opt(help="training batch size")]
-EvalBatchSize = Annotated[Optional[int], Opt(help="test batch size (task inference decides "
-                                                  "per batch)")]
-Lr = Annotated[Optional[float], Opt(help="the method's primary learning rate")]
-Params = Annotated[Optional[list[str]], Opt("--param", help="method param name=value "
-                                                            "(repeatable)")]
-Density = Annotated[Optional[float], Opt(help="fraction of weights kept, in (0, 1]")]
-Sparsity = Annotated[Optional[float], Opt(help="1 - density")]
-LabelView = Annotated[Optional[str], Opt(help="task, domain or class-incremental")]
-Seed = Annotated[Optional[int], Opt(help="run seed")]
-DataSeed = Annotated[Optional[int], Opt(help="stream seed [default: --seed]")]
-Threads = Annotated[Optional[int], Opt(help="torch threads [default: all cores; in a sweep, "
-                                            "cores / workers]")]
-Device = Annotated[Optional[str], Opt(help="cpu, cuda or cuda:N")]
-EvalAt = Annotated[Optional[str], Opt(help="task counts to evaluate after, e.g. 10,50; all; "
-                                           "end")]
-ValFraction = Annotated[Optional[float], Opt(help="held-out validation part of each task's "
-                                                  "training data")]
-PresetName = Annotated[Optional[str], Opt("--preset", help="a named protocol of the method, "
-                                                           "e.g. paper")]
-DataRoot = Annotated[Optional[str], Opt(help="data folder [default: $CLBENCH_DATA or "
-                                             "~/.cache/clbench/data]")]
-Download = Annotated[bool, Opt(help="download missing datasets with torchvision")]
-Results = Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
-                                            "results/]")]
-Tags = Annotated[Optional[list[str]], Opt("--tag", help="experiment name kept in the record "
-                                                        "(repeatable)")]
-Plugins = Annotated[Optional[list[str]], Opt("--plugin", help="a Python file adding methods "
-                                                              "or benchmarks (repeatable)")]
+def annotation(option: Option) -> Any:
+    """The Typer parameter type of an option of the table: its Python type (optional unless it
+    is an on/off flag or required), annotated with its help."""
+    kind: Any = list[str] if option.type is list else option.type
+    if option.type is not bool and not option.required:
+        kind = Optional[kind]
+    return Annotated[kind, Opt(help=option.help)]
 
 
-RUN_OPTIONS = ("scenario", "benchmark", "dataset", "model", "tasks", "iters", "epochs",
-               "batch_size", "eval_batch_size", "lr", "density", "sparsity", "label_view",
-               "seed", "data_seed", "threads", "device", "eval_at", "val_fraction")
+def parameter(option: Option) -> inspect.Parameter:
+    """A command parameter for an option of the table. A run setting's value is None when not
+    given (the config fills in its default, or a method preset's)."""
+    default = (inspect.Parameter.empty if option.required
+               else None if option.setting else option.default)
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                             annotation=annotation(option), default=default)
 
 
-def run_options(values: dict[str, object]) -> dict[str, object]:
-    """The run options among a command's arguments (None where not given)."""
-    return {k: values[k] for k in RUN_OPTIONS}
+def takes_options(command: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command taking ``**values`` the signature of ``command``'s options in the options
+    table, so Typer parses (and ``--help`` lists) each of them as declared there."""
+    def decorate(func: Callable[..., None]) -> Callable[..., None]:
+        parameters = [parameter(o) for o in for_command(command)]
+        func.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        return func
+
+    return decorate
+
+
+def settings(values: dict[str, Any]) -> dict[str, Any]:
+    """The run settings among a command's values (None where not given)."""
+    return {name: values[name] for name in SETTINGS}
+
+
+def inputs(values: dict[str, Any]) -> dict[str, Any]:
+    """What the command gives each of its runs besides method, settings and params (the fields
+    of :class:`~clbench.runner.RunInputs`)."""
+    return {"preset": values["preset"], "plugins": values["plugin"] or [],
+            "tags": sorted(set(values["tag"] or [])), "data_root": values["data_root"],
+            "download": values["download"], "command": ["clbench", *sys.argv[1:]]}
+
+
+def show(lines: Generator[Line, None, int]) -> int:
+    """Print what a run or sweep says, as it says it; return its exit code."""
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration as end:
+            return end.value
+        typer.echo(line.text, err=line.err)
 
 
 @app.command(epilog=EXAMPLES)
-def run(
-    method: Annotated[str, Opt(help="method to run (clbench list methods)")],
-    scenario: Scenario = None, benchmark: Benchmark = None, dataset: Dataset = None,
-    model: Model = None, tasks: Tasks = None, iters: Iters = None, epochs: Epochs = None,
-    batch_size: BatchSize = None, eval_batch_size: EvalBatchSize = None, lr: Lr = None,
-    param: Params = None, density: Density = None, sparsity: Sparsity = None,
-    label_view: LabelView = None, seed: Seed = None, data_seed: DataSeed = None,
-    threads: Threads = None, device: Device = None, eval_at: EvalAt = None,
-    val_fraction: ValFraction = None, preset: PresetName = None, data_root: DataRoot = None,
-    download: Download = False, results: Results = None, tag: Tags = None,
-    plugin: Plugins = None,
-    force: Annotated[bool, Opt(help="run even if a complete record exists (drops its "
-                                    "checkpoint)")] = False,
-    progress: Annotated[bool, Opt(help="show a progress bar")] = True,
-) -> None:
+@takes_options("run")
+def run(**values: Any) -> None:
     """Run one method on one stream and write its record (an interrupted run resumes)."""
     from clbench.runner import RunSpec, run_one
 
-    given = run_options(locals())
-    spec = RunSpec(method, given, param or [], preset, plugin or [], tag or [], data_root,
-                   download, ["clbench", *sys.argv[1:]])
+    spec = RunSpec(values["method"], settings(values), values["param"] or [], **inputs(values))
     try:
-        code = run_one(spec, results, force=force, progress=progress)
+        code = show(run_one(spec, values["results"], force=values["force"],
+                            progress=values["progress"]))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
@@ -127,50 +126,29 @@ Examples:
 
 
 @app.command(epilog=SWEEP_EXAMPLES)
-def sweep(
-    method: Annotated[Optional[list[str]], Opt(help="method (repeatable; or --grid "
-                                                    "method=a,b)")] = None,
-    grid: Annotated[Optional[list[str]], Opt(help="an option or param.NAME with several "
-                                                  "values: name=v1,v2 (repeatable)")] = None,
-    file: Annotated[Optional[str], Opt(help="YAML sweep file: option names as keys, lists "
-                                            "vary (the command line wins)")] = None,
-    dry_run: Annotated[bool, Opt(help="print the plan (exists / to run / refused) and stop")]
-    = False,
-    executor: Annotated[str, Opt(help="local (worker processes) or ray")] = "local",
-    workers: Annotated[int, Opt(help="local worker processes")] = 1,
-    address: Annotated[Optional[str], Opt(help="Ray cluster to join [default: start a local "
-                                               "one]")] = None,
-    scenario: Scenario = None, benchmark: Benchmark = None, dataset: Dataset = None,
-    model: Model = None, tasks: Tasks = None, iters: Iters = None, epochs: Epochs = None,
-    batch_size: BatchSize = None, eval_batch_size: EvalBatchSize = None, lr: Lr = None,
-    param: Params = None, density: Density = None, sparsity: Sparsity = None,
-    label_view: LabelView = None, seed: Seed = None, data_seed: DataSeed = None,
-    threads: Threads = None, device: Device = None, eval_at: EvalAt = None,
-    val_fraction: ValFraction = None, preset: PresetName = None, data_root: DataRoot = None,
-    download: Download = False, results: Results = None, tag: Tags = None,
-    plugin: Plugins = None,
-) -> None:
+@takes_options("sweep")
+def sweep(**values: Any) -> None:
     """Run every combination of a grid that has no complete record yet, then sum up."""
-    from clbench.sweep import SweepSpec, merge_file, parse_grid, run_sweep
+    from clbench.sweep import SweepSpec, merge_file, parse_grid, read_file, run_sweep
 
-    given = run_options(locals())
     try:
-        axes = parse_grid(grid or [])
-        fixed = {k: v for k, v in given.items() if v is not None and k not in axes}
-        spec = SweepSpec(method or [], fixed, param or [], axes, preset, plugin or [],
-                         sorted(set(tag or [])), data_root, download,
-                         ["clbench", *sys.argv[1:]])
-        if file is not None:
-            from clbench.sweep import read_file
-
-            spec = merge_file(spec, read_file(file))
-        code = run_sweep(spec, results, executor=executor, workers=workers, address=address,
-                         dry_run=dry_run)
+        axes = parse_grid(values["grid"] or [])
+        fixed = {k: v for k, v in settings(values).items() if v is not None and k not in axes}
+        spec = SweepSpec(values["method"] or [], fixed, values["param"] or [], axes,
+                         **inputs(values))
+        if values["file"] is not None:
+            spec = merge_file(spec, read_file(values["file"]))
+        code = show(run_sweep(spec, values["results"], executor=values["executor"],
+                              workers=values["workers"], address=values["address"],
+                              dry_run=values["dry_run"]))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
 
 
+# ``list`` and ``report`` declare their own options, and borrow these two from the table.
+Plugins = annotation(option("plugin", "list"))
+Results = annotation(option("results", "report"))
 KINDS = ("methods", "scenarios", "benchmarks", "datasets", "models")
 
 
@@ -196,8 +174,7 @@ def list_(
 
 @app.command()
 def report(
-    results: Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
-                                               "results/]")] = None,
+    results: Results = None,
     out: Annotated[str, Opt(help="report folder (README.md, tables/, plots/)")] = "reports",
     method: Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")] = None,
     scenario: Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")] = None,

@@ -1,5 +1,5 @@
-"""A run's configuration: defaults, method presets and user options resolved into one frozen,
-canonical description whose hash is the run id."""
+"""A run's configuration: defaults (from the options table), method presets and user options
+resolved into one frozen, canonical description whose hash is the run id."""
 
 from __future__ import annotations
 
@@ -10,30 +10,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from clbench.errors import ClbenchError
+from clbench.options import defaults
 from clbench.params import parse_assignments, resolve_params
+from clbench.record import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
-
-#: Options every run has, with their defaults where neither the user nor a preset sets them.
-DEFAULTS: dict[str, Any] = {
-    "scenario": "gg",
-    "benchmark": "permuted",
-    "dataset": "mnist",
-    "model": "lenet",
-    "tasks": 10,
-    "iters": 1000,
-    "epochs": None,
-    "batch_size": 128,
-    "eval_batch_size": 128,
-    "seed": 0,
-    "data_seed": None,
-    "threads": None,
-    "device": "cpu",
-    "eval_at": None,
-    "val_fraction": 0.0,
-    "density": None,
-    "label_view": None,
-}
+#: Every run setting's default, where neither the user nor a preset sets it (the options table
+#: declares them).
+DEFAULTS: dict[str, Any] = defaults()
 
 #: Fields of the config that do not enter the run id.
 NOT_HASHED = ("tags",)

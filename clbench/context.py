@@ -114,7 +114,9 @@ class RunContext:
         )
 
     def test_batches(self, index: int, checkpoint: int) -> TestBatches:
-        """Task ``index``'s test set at a checkpoint, shuffled by (seed, checkpoint, task)."""
+        """Task ``index``'s test set at the evaluation point after ``checkpoint`` tasks,
+        shuffled by (seed, point, task). (The parameter keeps its old name while
+        ``clbench.streams`` passes it by keyword; it is an evaluation point, not a checkpoint.)"""
         return self.task_data(index, "test").eval_batches(
             self.config.eval_batch_size, self.generator("test", checkpoint, index)
         )

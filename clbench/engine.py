@@ -1,10 +1,15 @@
-"""One run: build the stream and the method, train task by task, evaluate at checkpoints,
-and fill the record (FACIL's loop: the task-given oracle matrix and the scenario's matrix from
-the same run)."""
+"""One run: build the stream and the method, train task by task, evaluate at evaluation
+points, and return the record (FACIL's loop: the task-given oracle matrix and the scenario's
+matrix from the same run).
+
+The run arrives planned, its data loaded and its device resolved (:func:`clbench.runner.
+prepare`); :func:`execute` is the one per-task loop, :class:`Evaluator` the one evaluator, and
+:func:`clbench.record.build_record` writes the record out. With a checkpoint path the run saves
+its :class:`~clbench.record.RunState` after every task and resumes from it.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
-from clbench.config import SCHEMA_VERSION
 from clbench.context import RunContext
-from clbench.errors import ClbenchError
 from clbench.method import Answer, EvalRequest
+from clbench.plan import resolve_device
 from clbench.progress import Progress
+from clbench.record import RunState, build_record, now
 from clbench.streams import build_benchmark
 
 if TYPE_CHECKING:
@@ -31,41 +36,36 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def resolve_device(name: str) -> Any:
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ClbenchError(
-            f"--device {name}: not a torch device (use cpu, cuda or cuda:N)"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ClbenchError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
-
-
 class Evaluator:
-    """Scores a method on the engine's test batches and keeps the diagonal."""
+    """Scores a method on the run's test batches: the diagonal after each task, both matrices'
+    rows at each evaluation point, and the validation split at the end.
 
-    def __init__(self, ctx: RunContext, method: Any, variants: list[str]) -> None:
+    ``diagonal`` is the run's list (a resumed run's holds its earlier tasks); ``after_task``
+    appends to it.
+    """
+
+    def __init__(self, ctx: RunContext, method: Any, variants: list[str],
+                 diagonal: list[float]) -> None:
         self.ctx, self.method, self.variants = ctx, method, variants
         self.scenario = ctx.scenario
-        self.diagonal: list[float] = []
+        self.diagonal = diagonal
 
-    def oracle(self, tasks: list[int], checkpoint: int) -> tuple[list[float], list[Any]]:
-        batches = [self.ctx.test_batches(t, checkpoint) for t in tasks]
+    def oracle(self, tasks: list[int], point: int) -> tuple[list[float], list[Any]]:
+        """Task-given accuracy of ``tasks`` on the test batches of evaluation point ``point``
+        (batch order depends on the point), and those batches."""
+        batches = [self.ctx.test_batches(t, point) for t in tasks]
         answers = self.method.predict([EvalRequest(t, b) for t, b in zip(tasks, batches)])
         scores = [self._score(b, a, t, given=True) for t, b, a in zip(tasks, batches, answers)]
         return [s.accuracy for s in scores], batches
 
     def after_task(self, task: int) -> None:
         """Oracle accuracy of the task just learned (the diagonal)."""
-        accuracy, _ = self.oracle([task], checkpoint=task + 1)
+        accuracy, _ = self.oracle([task], point=task + 1)
         self.diagonal.append(accuracy[0])
 
-    def checkpoint(self, learned: int) -> dict[str, Any]:
-        """Oracle and scenario accuracy of every task learned so far."""
+    def evaluation_point(self, learned: int) -> dict[str, Any]:
+        """The evaluation point after ``learned`` tasks: oracle and scenario accuracy of every
+        task learned so far (one entry of the record's ``checkpoints``)."""
         tasks = list(range(learned))
         earlier, batches = self.oracle(tasks[:-1], learned) if learned > 1 else ([], [])
         oracle = earlier + [self.diagonal[learned - 1]]  # same batches as the diagonal
@@ -118,48 +118,48 @@ class Evaluator:
 
 
 def execute(
-    plan: Plan, source: Source, command: list[str], show_progress: bool = True,
-    checkpoint: Path | None = None, say: Callable[[str], None] = print,
-) -> dict:
+    plan: Plan, source: Source, command: list[str], *, device: Any = None,
+    show_progress: bool = True, checkpoint: Path | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it).
 
-    With ``checkpoint``, the method's state and the evaluation so far are saved there after
-    every task, and a run finding a checkpoint of its config resumes after its last task.
+    ``device`` is the resolved torch device (resolved here from the config when not given).
+    With ``checkpoint``, the method's state and the run state are saved there after every task,
+    and a run finding a checkpoint of its config resumes after its last task. ``say`` receives
+    the notes worth showing (a resume, a method that cannot checkpoint).
     """
+    say = say or (lambda note: None)
     config = plan.config
-    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    environment = {"versions": provenance.versions(), "git_commit": provenance.git_commit(),
-                   "machine": provenance.machine()}  # the code as it was when the run began
+    state = RunState.begin()  # the code as it was when the run began
     clock = time.perf_counter()
     set_threads(config.threads)
-    device = resolve_device(config.device)
+    device = resolve_device(config.device) if device is None else device
     task_defs, stream_info = plan.benchmark.build(source, config.tasks, config.data_seed)
     per_task = config.iters or config.epochs * -(-len(source.train.y) // config.batch_size)
     progress = Progress(config.tasks * per_task, f"{config.method} {config.scenario}",
                         show_progress)
     ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, progress.tick)
-    benchmark = build_benchmark(ctx)
+    experiences = build_benchmark(ctx).train_stream
     method = plan.method(ctx)
-    variants = plan.method.variants(config.params) if plan.scenario.infers_task else ["default"]
-    evaluator = Evaluator(ctx, method, variants)
-    timing: dict[str, Any] = {"setup_s": time.perf_counter() - clock, "train_s": 0.0,
-                              "eval_s": 0.0, "train_s_per_task": []}
-    checkpoints: list[dict[str, Any]] = []
-    resumes: list[dict[str, Any]] = []
+    state.variants = (plan.method.variants(config.params) if plan.scenario.infers_task
+                      else ["default"])
+    state.stream = {"properties": {"tasks": plan.props.tasks,
+                                   "classes_per_task": plan.props.classes_per_task,
+                                   "input_shape": list(plan.props.input_shape)},
+                    "outputs": ctx.outputs, **stream_info}
+    state.timing = {"setup_s": time.perf_counter() - clock, "train_s": 0.0, "eval_s": 0.0,
+                    "train_s_per_task": []}
     saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
     if saved is not None:
-        method.load_state_dict(saved["method"])
-        evaluator.diagonal, checkpoints = saved["diagonal"], saved["checkpoints"]
-        started, environment, resumes = saved["started_at"], saved["environment"], saved["resumes"]
-        timing = {**saved["timing"], "setup_s": saved["timing"]["setup_s"] + timing["setup_s"]}
-        resumes.append({"at_task": saved["learned"] + 1, "git_commit": provenance.git_commit(),
-                        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
-        progress.resume(saved["learned"] * per_task)
-        say(f"resuming after task {saved['learned']} of {config.tasks} from {checkpoint}")
-    learned = 0 if saved is None else saved["learned"]
+        state = resumed(state, *saved, method)
+        progress.resume(state.learned * per_task)
+        say(f"resuming after task {state.learned} of {config.tasks} from {checkpoint}")
+    evaluator = Evaluator(ctx, method, state.variants, state.diagonal)
+    timing = state.timing
     earlier = timing.get("total_s", 0.0)
-    for task, experience in enumerate(benchmark.train_stream):
-        if task < learned:
+    for task, experience in enumerate(experiences):
+        if task < state.learned:
             continue
         progress.set_note(f"task {task + 1}/{config.tasks}")
         tick = time.perf_counter()
@@ -169,77 +169,43 @@ def execute(
         timing["train_s_per_task"].append(round(trained, 3))
         tick = time.perf_counter()
         evaluator.after_task(task)
-        if task + 1 in config.eval_at:
-            progress.set_note(f"evaluating after {task + 1} tasks")
-            entry = evaluator.checkpoint(task + 1)
-            entry["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
+        state.learned = task + 1
+        if state.learned in config.eval_at:
+            progress.set_note(f"evaluating after {state.learned} tasks")
+            point = evaluator.evaluation_point(state.learned)
+            point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
                               for k, b in method.bytes().items()}
-            checkpoints.append(entry)
+            state.points.append(point)
         timing["eval_s"] += time.perf_counter() - tick
-        if checkpoint is not None and task + 1 < config.tasks:
-            state = method.state_dict()
-            if state is None:
+        if checkpoint is not None and state.learned < config.tasks:
+            method_state = method.state_dict()
+            if method_state is None:
                 say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
                     "from its first task")
                 checkpoint = None
             else:
                 timing["total_s"] = earlier + time.perf_counter() - clock
-                checkpoint_io.save(checkpoint, config.to_dict(), {
-                    "learned": task + 1, "method": state, "diagonal": evaluator.diagonal,
-                    "checkpoints": checkpoints, "timing": timing, "started_at": started,
-                    "environment": environment, "resumes": resumes})
+                checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
     progress.close()
-    validation = None
     if config.val_fraction > 0:
         tick = time.perf_counter()
-        validation = evaluator.validation(config.tasks)
+        state.validation = evaluator.validation(config.tasks)
         timing["eval_s"] += time.perf_counter() - tick
     timing["total_s"] = earlier + time.perf_counter() - clock
     for key in ("setup_s", "train_s", "eval_s", "total_s"):
         timing[key] = round(timing[key], 3)
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": config.run_id,
-        "status": "complete",
-        "error": None,
-        "config": config.to_dict(),
-        "stream": {"properties": {"tasks": plan.props.tasks,
-                                  "classes_per_task": plan.props.classes_per_task,
-                                  "input_shape": list(plan.props.input_shape)},
-                   "outputs": ctx.outputs, **stream_info},
-        "variants": variants,
-        "diagonal": evaluator.diagonal,
-        "checkpoints": checkpoints,
-        "final": summary(checkpoints, evaluator.diagonal, variants),
-        "extras": method.extras(),
-        "timing": timing,
-        "peak_memory_mb": provenance.peak_memory_mb(),
-        "environment": environment,
-        "command": command,
-        "started_at": started,
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    if validation is not None:
-        record["validation"] = validation
-    if resumes:
-        record["resumes"] = resumes
-    return record
+    state.extras = method.extras()
+    return build_record(config, command, state)
 
 
-def summary(checkpoints: list[dict], diagonal: list[float], variants: list[str]) -> dict:
-    """Final average accuracy per variant, with oracle accuracy, forgetting and BWT."""
-    if not checkpoints:
-        return {}
-    last = checkpoints[-1]
-    rows = [c["oracle"] for c in checkpoints]
-    shared = {
-        "oracle_accuracy": metrics.average(last["oracle"]),
-        "forgetting": metrics.forgetting(rows, diagonal),
-        "backward_transfer": metrics.backward_transfer(rows, diagonal),
-    }
-    out = {}
-    for v in variants:
-        inference = last["task_inference"][v]
-        out[v] = {"accuracy": metrics.average(last["accuracy"][v]),
-                  "task_inference": metrics.average(inference) if inference else None, **shared}
-    return out
+def resumed(fresh: RunState, saved: RunState, method_state: dict[str, Any], method: Any
+            ) -> RunState:
+    """The saved state of an interrupted run, continued by this process: the method restored,
+    this process's setup time added and the resume noted."""
+    method.load_state_dict(method_state)
+    saved.stream, saved.variants = fresh.stream, fresh.variants
+    saved.timing = {**saved.timing,
+                    "setup_s": saved.timing["setup_s"] + fresh.timing["setup_s"]}
+    saved.resumes.append({"at_task": saved.learned + 1, "git_commit": provenance.git_commit(),
+                          "at": now()})
+    return saved

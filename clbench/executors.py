@@ -1,9 +1,10 @@
 """Where a sweep's runs execute: local worker processes or Ray tasks.
 
-Both hand each finished run's record back to the driver, which writes it atomically (so Ray
-needs no shared filesystem for records). Runs checkpoint after each task into the results
+Both hand each finished run's record back to the driver, which stores it (so Ray needs no
+shared filesystem for records). Runs save their checkpoint after each task into the results
 folder; on Ray only when the worker sees the driver's results folder (a shared filesystem),
-otherwise an interrupted run restarts, and the driver says so.
+otherwise an interrupted run restarts, and the driver says so. Plugin files travel to Ray
+workers as their sources (:meth:`~clbench.runner.RunSpec.with_plugin_texts`).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ MARKER = ".clbench-driver-{}"
 def _ray_worker(spec: RunSpec, results: str, token: str) -> tuple[dict[str, Any], list[str]]:
     """A Ray task: checkpoint into the results folder only when it is the driver's."""
     shared = (Path(results) / MARKER.format(token)).is_file()
-    record, notes = execute_spec(spec, results if shared else None, checkpoints=shared)
+    record, notes = execute_spec(spec, results if shared else None, resumable=shared)
     if not shared:
         notes.append("the results folder is not shared with the Ray workers: an interrupted "
                      "run restarts from its first task")

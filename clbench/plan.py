@@ -1,7 +1,9 @@
 """Turn command-line options into a checked run plan, before any work is done.
 
-Every refusal (unknown names, impossible numbers, a method that cannot run here, missing data)
-happens here, so a bad command writes nothing.
+Every refusal (unknown names, impossible numbers, a method that cannot run here, a device that
+is not here, missing data) happens here, so a bad command writes nothing. :func:`make_plan`
+needs neither torch nor data; :func:`resolve_device` and :func:`with_data` are the two checks
+that do, made once per run by :func:`clbench.runner.prepare`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from clbench.scenarios.taxonomy import Scenario, get_scenario
 
 @dataclass
 class Plan:
-    """A resolved run: its config (without data identity until ``with_data``) and parts."""
+    """A resolved run: its config (without data identity until ``with_data``) and its parts:
+    the method class, the stream family (``benchmark``), the scenario and the stream's
+    properties."""
 
     config: RunConfig
     method: type
@@ -101,6 +105,21 @@ def make_plan(
         val_fraction=options["val_fraction"], plugin=plugin, tags=sorted(set(tags or [])),
     )
     return Plan(config, method, benchmark, scenario, props)
+
+
+def resolve_device(name: str) -> Any:
+    """The torch device ``--device`` names, refused in one line when it is not here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ClbenchError(
+            f"--device {name}: not a torch device (use cpu, cuda or cuda:N)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ClbenchError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
 
 
 def with_data(plan: Plan, data_root: str | None, download: bool) -> tuple[Plan, Any]:

@@ -45,6 +45,11 @@ def machine() -> dict[str, str]:
             "python_executable": sys.executable}
 
 
+def environment() -> dict[str, object]:
+    """The code and machine a run began on, as its record keeps them."""
+    return {"versions": versions(), "git_commit": git_commit(), "machine": machine()}
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process (and CUDA's peak allocation when used)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

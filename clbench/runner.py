@@ -1,37 +1,59 @@
-"""Running one configuration: plan it, skip it when done, execute it (resuming from its
-checkpoint), and store its record, complete or failed. ``clbench run`` and every sweep executor
-go through :func:`execute_spec`."""
+"""The run pipeline: a :class:`RunSpec` (the command line, in data) is prepared once (planned,
+its device resolved, its data loaded), skipped when a complete record exists, executed by the
+engine (resuming from its checkpoint) and stored, complete or failed.
+
+``clbench run`` goes through :func:`run_one`; every sweep executor through
+:func:`execute_spec`. Nothing here prints: :func:`run_one` yields :class:`Line`\\ s that the
+command line shows, and returns the exit code.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import tempfile
-import traceback
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import typer
-
-from clbench import checkpoint as checkpoint_io
-from clbench.errors import ClbenchError
-from clbench.plan import Plan, make_plan, with_data
+from clbench.plan import Plan, make_plan, resolve_device, with_data
+from clbench.record import build_record
 from clbench.store import Store
 
+if TYPE_CHECKING:
+    from clbench.data import Source
 
-@dataclass
-class RunSpec:
-    """What a process needs to run one configuration: the command line, in data."""
 
-    method: str
-    given: dict[str, Any]
-    params: list[str] = field(default_factory=list)
+class Line(NamedTuple):
+    """One line for the user: on stdout, or on stderr when ``err``."""
+
+    text: str
+    err: bool = False
+
+
+@dataclass(kw_only=True)
+class RunInputs:
+    """What a command gives each of its runs besides the method, settings and params."""
+
     preset: str | None = None
     plugins: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     data_root: str | None = None
     download: bool = False
     command: list[str] = field(default_factory=list)
+
+    def inputs(self) -> dict[str, Any]:
+        """These fields alone, to pass on to another spec."""
+        return {f.name: getattr(self, f.name) for f in fields(RunInputs)}
+
+
+@dataclass
+class RunSpec(RunInputs):
+    """What a process needs to run one configuration: the command line, in data."""
+
+    method: str
+    given: dict[str, Any]
+    params: list[str] = field(default_factory=list)
     plugin_texts: dict[str, str] = field(default_factory=dict)  # path -> source, for Ray
 
     def plan(self) -> Plan:
@@ -45,25 +67,22 @@ class RunSpec:
         return replace(self, plugin_texts=texts)
 
 
-def execute_spec(spec: RunSpec, results: str | None, *, checkpoints: bool = True,
-                 show_progress: bool = False) -> tuple[dict[str, Any], list[str]]:
-    """Run ``spec`` to a record, complete or failed (never raising for a failing run), and the
-    notes to show. With ``checkpoints``, resumes from and saves to the run's checkpoint under
-    ``results``."""
-    notes: list[str] = []
-    plan = _plan_here(spec)
-    from clbench.engine import execute
+@dataclass
+class Prepared:
+    """A run ready to execute: its plan (config with data identity), data and device."""
 
+    plan: Plan
+    source: Source
+    device: Any
+
+
+def prepare(spec: RunSpec) -> Prepared:
+    """Plan ``spec`` (here, from carried plugin sources where its plugin files are missing),
+    resolve its device and load its data: once per run, every refusal before any work."""
+    plan = _plan_here(spec)
+    device = resolve_device(plan.config.device)
     plan, source = with_data(plan, spec.data_root, spec.download)
-    path = Store(results).checkpoint_path(plan.config) if checkpoints else None
-    try:
-        record = execute(plan, source, spec.command, show_progress=show_progress,
-                         checkpoint=path, say=notes.append)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - kept as a failed record
-        record = failed_record(plan.config, spec.command, exc)
-    return record, notes
+    return Prepared(plan, source, device)
 
 
 def _plan_here(spec: RunSpec) -> Plan:
@@ -74,9 +93,8 @@ def _plan_here(spec: RunSpec) -> Plan:
     folder = Path(tempfile.mkdtemp(prefix="clbench-plugins-"))
     local = []
     for i, original in enumerate(spec.plugins):
-        text = spec.plugin_texts[original]
         copy = folder / f"{i}-{Path(original).name}"
-        copy.write_text(text)
+        copy.write_text(spec.plugin_texts[original])
         local.append(str(copy))
     plan = replace(spec, plugins=local).plan()
     digests = [hashlib.sha256(spec.plugin_texts[p].encode()).hexdigest() for p in spec.plugins]
@@ -86,65 +104,64 @@ def _plan_here(spec: RunSpec) -> Plan:
     return plan
 
 
-def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool) -> int:
-    """``clbench run``: return the exit code (0 done or skipped, 1 failed)."""
-    store = Store(results)  # refuses a results path that is a file, before any work
-    plan = spec.plan()
-    from clbench.engine import resolve_device
+def execute_prepared(run: Prepared, command: list[str], checkpoint: Path | None,
+                     show_progress: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Execute a prepared run to its record, complete or failed (a failing run never raises;
+    Ctrl-C does), and the notes to show. With ``checkpoint``, resume from and save to it."""
+    from clbench.engine import execute
 
-    resolve_device(plan.config.device)
-    plan, _ = with_data(plan, spec.data_root, spec.download)
-    config = plan.config
+    notes: list[str] = []
+    try:
+        record = execute(run.plan, run.source, command, device=run.device,
+                         show_progress=show_progress, checkpoint=checkpoint, say=notes.append)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - kept as a failed record
+        record = build_record(run.plan.config, command, error=exc)
+    return record, notes
+
+
+def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
+                 show_progress: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Prepare and execute ``spec`` (a sweep's run, in a worker): its record and notes. With
+    ``resumable``, the run resumes from and saves to its checkpoint under ``results``. A run
+    refused while preparing raises its :class:`~clbench.errors.ClbenchError`."""
+    run = prepare(spec)
+    checkpoint = Store(results).checkpoint_path(run.plan.config) if resumable else None
+    return execute_prepared(run, spec.command, checkpoint, show_progress)
+
+
+def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool
+            ) -> Generator[Line, None, int]:
+    """``clbench run``: yield what to show as it happens; return the exit code (0 done or
+    skipped, 1 failed)."""
+    store = Store(results)  # refuses a results path that is a file, before any work
+    run = prepare(spec)
+    config = run.plan.config
     done = store.complete(config.run_id)
     if done is not None and not force:
         if spec.tags:
             store.add_tags(done, spec.tags)
-        typer.echo(f"skipped: a complete record exists at {done} (use --force to run again)")
+        yield Line(f"skipped: a complete record exists at {done} (use --force to run again)")
         return 0
     if force:
-        checkpoint_io.remove(store.checkpoint_path(config))
-    typer.echo(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
+        store.discard_checkpoint(config)
+    yield Line(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
                f"{config.dataset} {config.model}, {config.tasks} tasks, seed {config.seed}, "
                f"{config.threads} thread{'s' * (config.threads != 1)}")
-    record, notes = execute_spec(spec, results, show_progress=progress)
+    record, notes = execute_prepared(run, spec.command, store.checkpoint_path(config), progress)
     for note in notes:
-        typer.echo(note)
-    path = store_record(store, record)
+        yield Line(note)
+    path = store.write(record)
     if record["status"] != "complete":
-        typer.echo(f"error: run failed: {record['error']} (details in {path})", err=True)
+        yield Line(f"error: run failed: {record['error']} (details in {path})", err=True)
         return 1
     for variant, values in record["final"].items():
         name = "" if variant == "default" else f" [{variant}]"
         inference = values["task_inference"]
-        typer.echo(
+        yield Line(
             f"done{name}: accuracy {values['accuracy']:.4f}, oracle {values['oracle_accuracy']:.4f}"
             + (f", task inference {inference:.4f}" if inference is not None else "")
         )
-    typer.echo(f"record: {path} ({record['timing']['total_s']:.1f} s)")
+    yield Line(f"record: {path} ({record['timing']['total_s']:.1f} s)")
     return 0
-
-
-def store_record(store: Store, record: dict[str, Any]) -> Path:
-    """Write a record atomically; a complete one retires the run's checkpoint."""
-    path = store.write(record)
-    if record["status"] == "complete":
-        checkpoint_io.remove(path.parent / checkpoint_io.FILE)
-    return path
-
-
-def failed_record(config: Any, command: list[str], exc: BaseException) -> dict[str, Any]:
-    """A record that says the run failed, and why (never mistaken for a complete one)."""
-    from clbench import provenance
-    from clbench.config import SCHEMA_VERSION
-
-    error = str(exc) if isinstance(exc, ClbenchError) else f"{type(exc).__name__}: {exc}"
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "run_id": config.run_id,
-        "status": "failed",
-        "error": " ".join(error.split()),
-        "traceback": traceback.format_exc(),
-        "config": config.to_dict(),
-        "environment": {"versions": provenance.versions(), "git_commit": provenance.git_commit()},
-        "command": command,
-    }

@@ -1,8 +1,10 @@
-"""The results store: one folder per run holding ``record.json``, written atomically.
+"""The results store: one folder per run holding ``record.json`` and, while the run is
+unfinished, its resume file ``checkpoint.pt``.
 
-Only this module knows paths and file formats of the store. A record's ``status`` is
-``complete`` or ``failed``; anything else (a missing, half-written or unparsable file) is not a
-complete record and never skips a run.
+Only this module knows the paths inside a results folder; the record's layout and schema are
+:mod:`clbench.record`, the checkpoint's format is :mod:`clbench.checkpoint`, and every write goes
+through :mod:`clbench.atomic`. A record's ``status`` is ``complete`` or ``failed``; anything else
+(a missing, half-written or unparsable file) is not a complete record and never skips a run.
 """
 
 from __future__ import annotations
@@ -10,15 +12,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
-from clbench.config import SCHEMA_VERSION
+from clbench.atomic import write_atomic, write_json_atomic  # noqa: F401
 from clbench.errors import ClbenchError
+from clbench.record import migrate
+
+if TYPE_CHECKING:
+    from clbench.config import RunConfig
+
+# ``write_atomic`` is imported above only for ``clbench.report.page``, which still imports it
+# from here; it belongs to ``clbench.atomic``.
 
 RECORD = "record.json"
+CHECKPOINT = "checkpoint.pt"
 ENV = "CLBENCH_RESULTS"
 
 
@@ -37,45 +46,23 @@ def run_dir_name(config: dict[str, Any], run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", "-".join(str(p) for p in parts))
 
 
-def write_atomic(path: Path, fill: Callable[[IO[Any]], None], mode: str = "w") -> None:
-    """Let ``fill`` write a temporary file beside ``path``, then rename it into place (a
-    reader sees the old file or the whole new one, never half of it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            fill(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON atomically."""
-    def fill(handle: IO[str]) -> None:
-        json.dump(data, handle, indent=1, sort_keys=False)
-        handle.write("\n")
-
-    write_atomic(path, fill)
-
-
 class Store:
-    """Records under one results root."""
+    """Records and checkpoints under one results root."""
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = results_root(root)
 
     def path(self, config: dict[str, Any], run_id: str) -> Path:
+        """Where the record of a run (its config as a dict, and its run id) lives."""
         return self.root / run_dir_name(config, run_id) / RECORD
 
-    def checkpoint_path(self, config: Any) -> Path:
-        """Where a run (a :class:`~clbench.config.RunConfig`) keeps its checkpoint."""
-        from clbench.checkpoint import FILE
+    def checkpoint_path(self, config: RunConfig) -> Path:
+        """Where a run keeps its checkpoint: beside its record."""
+        return self.path(config.to_dict(), config.run_id).with_name(CHECKPOINT)
 
-        return self.path(config.to_dict(), config.run_id).parent / FILE
+    def discard_checkpoint(self, config: RunConfig) -> None:
+        """Drop a run's checkpoint (``--force`` starts the run afresh)."""
+        self.checkpoint_path(config).unlink(missing_ok=True)
 
     def find(self, run_id: str) -> Path | None:
         """The record file of a run id, if its folder exists."""
@@ -98,8 +85,11 @@ class Store:
         return path if record.get("status") == "complete" else None
 
     def write(self, record: dict[str, Any]) -> Path:
+        """Write a record atomically; a complete one retires the run's checkpoint."""
         path = self.path(record["config"], record["run_id"])
         write_json_atomic(path, record)
+        if record["status"] == "complete":
+            path.with_name(CHECKPOINT).unlink(missing_ok=True)
         return path
 
     def add_tags(self, path: Path, tags: list[str]) -> None:
@@ -132,22 +122,3 @@ def load_record(path: Path) -> dict[str, Any]:
         raise ClbenchError(f"record {path} is not a clbench record: delete it or re-run with "
                            "--force")
     return migrate(record)
-
-
-#: schema_version -> function upgrading a record of that version by one version.
-MIGRATIONS: dict[int, Any] = {}
-
-
-def migrate(record: dict[str, Any]) -> dict[str, Any]:
-    """Upgrade a record to the current schema, one version at a time."""
-    version = record.get("schema_version", 0)
-    if version > SCHEMA_VERSION:
-        raise ClbenchError(
-            f"record schema {version} is newer than this clbench ({SCHEMA_VERSION}): upgrade"
-        )
-    while version < SCHEMA_VERSION:
-        if version not in MIGRATIONS:
-            raise ClbenchError(f"record schema {version} cannot be migrated: re-run it")
-        record = MIGRATIONS[version](record)
-        version = record["schema_version"]
-    return record

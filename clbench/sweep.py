@@ -5,45 +5,38 @@ name=v1,v2`` on the command line (``param.NAME`` for method params) or lists in 
 the same names. Every method meets every combination; options a method does not take are dropped
 for it (density without masks, a param it lacks, a learning rate it has not), then runs are
 deduplicated by run id. Combinations a method refuses are listed with the reason, never run.
+The option names and types are the options table's (:mod:`clbench.options`). Nothing here
+prints: :func:`run_sweep` yields the lines the command line shows.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
-from clbench.runner import RunSpec
+from clbench.options import SETTINGS
+from clbench.record import build_record
+from clbench.runner import Line, RunInputs, RunSpec
 from clbench.store import Store
 
-#: Run options a sweep may fix or vary, with the type of their values.
-OPTIONS: dict[str, type] = {
-    "scenario": str, "benchmark": str, "dataset": str, "model": str, "tasks": int, "iters": int,
-    "epochs": int, "batch_size": int, "eval_batch_size": int, "lr": float, "density": float,
-    "sparsity": float, "label_view": str, "seed": int, "data_seed": int, "threads": int,
-    "device": str, "eval_at": str, "val_fraction": float,
-}
-#: Keys of a sweep file besides options and ``param.NAME``.
+#: Keys of a sweep file besides run settings and ``param.NAME``.
 FILE_KEYS = ("method", "preset", "tag", "plugin")
 
 
 @dataclass
-class SweepSpec:
+class SweepSpec(RunInputs):
     """What the user asked for: methods, fixed options and params, and the axes to vary."""
 
     methods: list[str]
     fixed: dict[str, Any]
     params: list[str]
     axes: dict[str, list[Any]]
-    preset: str | None = None
-    plugins: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    data_root: str | None = None
-    download: bool = False
-    command: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,13 +61,16 @@ def option_name(name: str) -> str:
 
 
 def typed(name: str, value: Any) -> Any:
-    """A grid or file value converted to the option's type (params stay text)."""
+    """A grid or file value converted to the run setting's type (params and methods stay
+    text)."""
     if name.startswith("param."):
         return ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    kind = OPTIONS.get(name)
-    if kind is None:
-        raise ClbenchError(f"sweep: unknown option '{name}' (options: {', '.join(OPTIONS)}, "
-                           "or param.NAME)")
+    if name == "method":
+        return str(value)
+    if name not in SETTINGS:
+        raise ClbenchError(f"sweep: unknown option '{name}' (options: {', '.join(SETTINGS)}, "
+                           "method, or param.NAME)")
+    kind = SETTINGS[name].type
     if kind is str:
         return str(value)
     try:
@@ -152,7 +148,7 @@ def combinations(spec: SweepSpec) -> list[tuple[str, dict[str, Any], list[str], 
     out = []
     for method in methods:
         for values in itertools.product(*axes.values()):
-            given = {k: None for k in OPTIONS} | dict(spec.fixed)
+            given = {k: None for k in SETTINGS} | dict(spec.fixed)
             params = list(spec.params)
             varied = dict(zip(axes, values))
             for name, value in varied.items():
@@ -184,21 +180,19 @@ def drop_unsupported(method: type, given: dict[str, Any], params: list[str],
     return given, params, varied
 
 
-def plan_sweep(spec: SweepSpec, results: str | None, *, load_data: bool = True) -> list[Planned]:
+def plan_sweep(spec: SweepSpec, store: Store, *, load_data: bool = True) -> list[Planned]:
     """The sweep's runs, deduplicated by run id, each ``exists``, ``run`` or ``refused``."""
     from clbench import registry
     from clbench.data import source_identity
 
     for path in spec.plugins:
         registry.load_plugin_file(path)
-    store = Store(results)
     identities: dict[str, dict | str] = {}
     planned: dict[str, Planned] = {}
     refused: list[Planned] = []
     for method_name, given, params, varied in combinations(spec):
         label = " ".join([method_name, *(f"{k}={v}" for k, v in varied.items())])
-        run = RunSpec(method_name, given, params, spec.preset, spec.plugins, spec.tags,
-                      spec.data_root, spec.download, spec.command)
+        run = RunSpec(method_name, given, params, **spec.inputs())
         try:
             method = registry.get_method(method_name)
             given, params, varied = drop_unsupported(method, given, params, varied)
@@ -262,14 +256,14 @@ class Tally:
         return f"[{self.done}/{self.total}] {what} · {fmt(elapsed)} elapsed, ETA {fmt(eta)}"
 
 
-def summary(results: str | None, run_ids: list[str]) -> str:
-    """Mean ± std of final accuracy and bytes per group of the sweep's runs, n and failures."""
+def results_table(store: Store, run_ids: list[str]) -> str:
+    """The sweep's closing table: per group of its runs (seeds of one config), n, mean ± std
+    of final accuracy and of bytes, and failures."""
     from clbench.config import RunConfig
     from clbench.report.runs import Group, Run, name_groups, problem
     from clbench.report.tables import human_bytes
     from clbench.store import load_record
 
-    store = Store(results)
     groups: dict[tuple[str, str], Group] = {}
     failures: dict[str, int] = {}
     for run_id in run_ids:
@@ -317,26 +311,19 @@ def _mean_std(stat: Any) -> str:
 
 
 def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: int,
-              address: str | None, dry_run: bool) -> int:
-    """Plan, show the plan, run what is missing, print the summary; return the exit code."""
-    import os
-
-    import typer
-
-    from clbench.runner import failed_record, store_record
-
+              address: str | None, dry_run: bool) -> Generator[Line, None, int]:
+    """Plan, show the plan, run what is missing, show the results table: yield what to show
+    as it happens and return the exit code (1 when a run failed)."""
     if executor not in ("local", "ray"):
         raise ClbenchError(f"--executor {executor}: choose local or ray")
     if workers < 1:
         raise ClbenchError(f"--workers {workers}: must be at least 1")
-    if executor == "local" and "threads" not in spec.fixed and "threads" not in spec.axes:
-        spec = replace(spec, fixed={**spec.fixed,
-                                    "threads": max(1, (os.cpu_count() or 1) // workers)})
-    elif executor == "ray" and "threads" not in spec.fixed and "threads" not in spec.axes:
-        spec = replace(spec, fixed={**spec.fixed, "threads": 1})
+    if "threads" not in spec.fixed and "threads" not in spec.axes:
+        threads = max(1, (os.cpu_count() or 1) // workers) if executor == "local" else 1
+        spec = replace(spec, fixed={**spec.fixed, "threads": threads})
     store = Store(results)
-    plan = plan_sweep(spec, results, load_data=not dry_run)
-    typer.echo(render_plan(plan))
+    plan = plan_sweep(spec, store, load_data=not dry_run)
+    yield Line(render_plan(plan))
     runs = [p for p in plan if p.status != "refused"]
     if not runs:
         raise ClbenchError("nothing to run: every combination was refused (see above)")
@@ -350,30 +337,30 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
         threads = {p.config.threads for p in todo}
         where = (f"{workers} local worker{'s' * (workers > 1)}" if executor == "local"
                  else f"Ray ({address or 'a local cluster'})")
-        typer.echo(f"running {len(todo)} runs on {where}, "
+        yield Line(f"running {len(todo)} runs on {where}, "
                    f"{'/'.join(map(str, sorted(threads)))} thread{'s' * (threads != {1})} each")
         tally = Tally(len(todo))
         shown: set[str] = set()
         for index, record, notes, error in _execute(todo, results, executor, workers, address):
             item = todo[index]
             if record is None:
-                record = failed_record(item.config, item.spec.command, RuntimeError(error))
-            store_record(store, record)
+                record = build_record(item.config, item.spec.command, error=RuntimeError(error))
+            store.write(record)
             for note in notes:
                 if note not in shown:
                     shown.add(note)
-                    typer.echo(f"note: {note.removeprefix('note: ')}")
-            typer.echo(tally.line(record, item.label))
-    typer.echo(summary(results, [p.run_id for p in runs]))
+                    yield Line(f"note: {note.removeprefix('note: ')}")
+            yield Line(tally.line(record, item.label))
+    yield Line(results_table(store, [p.run_id for p in runs]))
     failed = sum(store.complete(p.run_id) is None for p in runs)
     if failed:
-        typer.echo(f"error: {failed} of {len(runs)} runs failed (their records hold the errors; "
+        yield Line(f"error: {failed} of {len(runs)} runs failed (their records hold the errors; "
                    "the same command retries them)", err=True)
     return 1 if failed else 0
 
 
 def _execute(todo: list[Planned], results: str | None, executor: str, workers: int,
-             address: str | None) -> Any:
+             address: str | None) -> Iterator[Any]:
     from clbench import executors
 
     specs = [p.spec for p in todo]

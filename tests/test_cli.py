@@ -91,3 +91,19 @@ def test_results_path_that_is_a_file(tmp_path):
     out = clbench(*RUN, "--results", str(file))
     assert out.returncode != 0 and "is a file" in out.stderr and "Traceback" not in out.stderr
     assert file.read_text() == "x"
+
+
+def test_run_and_sweep_take_the_options_table_in_its_order_with_its_help():
+    import typer
+
+    from clbench.cli import app
+    from clbench.options import SETTINGS, for_command
+
+    commands = typer.main.get_command(app).commands
+    for name in ("run", "sweep"):
+        params = {p.name: p for p in commands[name].params}
+        assert list(params) == [o.name for o in for_command(name)]
+        for o in for_command(name):
+            assert params[o.name].help == o.help
+            assert params[o.name].default is None or not o.setting  # unset settings are None
+    assert set(SETTINGS) <= {o.name for o in for_command("sweep")}

@@ -1,5 +1,6 @@
-"""Checkpoints and resume (issue #6): a run interrupted after task 3 of 6 resumes at task 4 and
-ends with the same matrices as an uninterrupted run; bad checkpoints are refused in one line."""
+"""Checkpoints (the resume file) and resume (issue #6): a run interrupted after task 3 of 6
+resumes at task 4 and ends with the same matrices as an uninterrupted run; bad checkpoints are
+refused in one line."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from clbench import checkpoint as checkpoint_io
 from clbench import engine
 from clbench.errors import ClbenchError
 from clbench.plan import make_plan, with_data
+from clbench.record import RunState
 
 TINY = {"dataset": "mnist-5k", "tasks": 6, "iters": 15, "threads": 1, "seed": 2}
 
@@ -34,7 +36,7 @@ def plan_for(method, options, params):
 
 def run(method, options, params, checkpoint=None, notes=None):
     plan, source = plan_for(method, options, params)
-    say = notes.append if notes is not None else print
+    say = notes.append if notes is not None else None
     return engine.execute(plan, source, ["test"], show_progress=False, checkpoint=checkpoint,
                           say=say)
 
@@ -76,8 +78,9 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     plan, _ = plan_for("psp", {"scenario": "gg"}, [])
     other, _ = plan_for("psp", {"scenario": "gg", "seed": 3}, [])
     path = tmp_path / "checkpoint.pt"
-    checkpoint_io.save(path, plan.config.to_dict(), {"learned": 1})
-    assert checkpoint_io.load(path, plan.config.to_dict())["learned"] == 1
+    checkpoint_io.save(path, plan.config.to_dict(), RunState("now", {}, learned=1), {"w": 1})
+    state, method_state = checkpoint_io.load(path, plan.config.to_dict())
+    assert state.learned == 1 and method_state == {"w": 1}
     with pytest.raises(ClbenchError, match=r"another config \(it differs in [a-z_, ]*\bseed\b"):
         checkpoint_io.load(path, other.config.to_dict())
 

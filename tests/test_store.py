@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from clbench import store as store_mod
+from clbench import atomic
+from clbench import record as record_mod
+from clbench.atomic import write_json_atomic
 from clbench.errors import ClbenchError
-from clbench.store import Store, load_record, write_json_atomic
+from clbench.store import Store, load_record
 
 CONFIG = {"method": "m", "scenario": "gg", "benchmark": "permuted", "dataset": "synthetic",
           "seed": 0, "tags": []}
@@ -28,7 +30,7 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise Boom
 
-    monkeypatch.setattr(store_mod.json, "dump", explode)
+    monkeypatch.setattr(atomic.json, "dump", explode)
     with pytest.raises(Boom):
         write_json_atomic(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 1}
@@ -55,6 +57,17 @@ def test_results_path_that_is_a_file_is_refused(tmp_path):
         Store(file)
 
 
+def test_a_complete_record_retires_the_checkpoint_beside_it(tmp_path):
+    s = Store(tmp_path)
+    failed = s.write(record("failed"))
+    checkpoint = failed.with_name("checkpoint.pt")
+    checkpoint.write_bytes(b"state")
+    s.write(record("failed"))
+    assert checkpoint.exists()  # a failed run may still resume
+    s.write(record())
+    assert not checkpoint.exists()
+
+
 def test_tags_are_merged(tmp_path):
     s = Store(tmp_path)
     path = s.write(record())
@@ -73,7 +86,7 @@ def test_schema_migration(tmp_path, monkeypatch):
     def to_v1(rec):
         return {**rec, "schema_version": 1, "migrated": True}
 
-    monkeypatch.setitem(store_mod.MIGRATIONS, 0, to_v1)
+    monkeypatch.setitem(record_mod.MIGRATIONS, 0, to_v1)
     assert load_record(path)["migrated"] is True
     newer = record()
     newer["schema_version"] = 99

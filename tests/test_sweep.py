@@ -49,10 +49,11 @@ def test_grid_values_are_typed_and_bad_ones_refused():
                        (["seed"], "name=value1,value2"), (["seed=1", "seed=2"], "twice"):
         with pytest.raises(ClbenchError, match=words):
             parse_grid(bad)
+    assert parse_grid(["method=psp,supsup"]) == {"method": ["psp", "supsup"]}  # as --help says
 
 
 def test_options_a_method_does_not_take_are_dropped_and_runs_deduplicated(results):
-    plan = plan_sweep(spec(), str(results))
+    plan = plan_sweep(spec(), Store(results))
     supsup = [p for p in plan if p.spec.method == "supsup"]
     naive = [p for p in plan if p.spec.method == "avalanche:naive"]
     assert len(supsup) == 4 and len({p.run_id for p in supsup}) == 4
@@ -64,7 +65,7 @@ def test_options_a_method_does_not_take_are_dropped_and_runs_deduplicated(result
 
 def test_refused_combinations_are_listed_with_the_reason(results):
     plan = plan_sweep(spec(methods=["psp"], axes={"scenario": ["gg", "gnu"]}, params=[]),
-                      str(results))
+                      Store(results))
     assert [p.status for p in plan] == ["run", "refused"]
     assert "does not run in scenario gnu" in plan[1].reason
 
@@ -173,6 +174,6 @@ def test_ray_executor_gives_the_local_executors_numbers(tmp_path):
 
 
 def test_store_checkpoint_lives_beside_the_record(results):
-    plan = plan_sweep(spec(methods=["psp"], axes={}, params=[]), str(results))
+    plan = plan_sweep(spec(methods=["psp"], axes={}, params=[]), Store(results))
     path = Store(results).checkpoint_path(plan[0].config)
     assert path.name == "checkpoint.pt" and path.parent.name.endswith(plan[0].run_id)
