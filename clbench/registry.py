@@ -58,7 +58,11 @@ def _register(group: str, cls: T) -> T:
             f"{_loading_source[-1] if _loading_source else cls.__module__}): rename one"
         )
     cls.name = name
-    cls.source = _loading_source[-1] if _loading_source else f"module {cls.__module__}"
+    if _loading_source:
+        cls.source = _loading_source[-1]
+    else:  # imported directly, before the entry points were read
+        builtin = cls.__module__.startswith("clbench.")
+        cls.source = "built-in" if builtin else f"module {cls.__module__}"
     table[name] = cls
     return cls
 
