@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clbench.plan import Plan, make_plan, resolve_device, with_data
 from clbench.record import build_record
-from clbench.store import Store
+from clbench.store import Store, load_record
 
 if TYPE_CHECKING:
     from clbench.data import Source
@@ -122,13 +122,25 @@ def execute_prepared(run: Prepared, command: list[str], checkpoint: Path | None,
 
 
 def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
-                 show_progress: bool = False) -> tuple[dict[str, Any], list[str]]:
+                 show_progress: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
     """Prepare and execute ``spec`` (a sweep's run, in a worker): its record and notes. With
-    ``resumable``, the run resumes from and saves to its checkpoint under ``results``. A run
-    refused while preparing raises its :class:`~clbench.errors.ClbenchError`."""
+    ``resumable``, the run resumes from and saves to its checkpoint under ``results``, holding
+    the run's lock there: when another live process holds it, nothing is trained and the
+    record is None, the note saying who runs it. A run refused while preparing raises its
+    :class:`~clbench.errors.ClbenchError`."""
     run = prepare(spec)
-    checkpoint = Store(results).checkpoint_path(run.plan.config) if resumable else None
-    return execute_prepared(run, spec.command, checkpoint, show_progress)
+    if not resumable:
+        return execute_prepared(run, spec.command, None, show_progress)
+    store = Store(results)
+    with store.lock(run.plan.config) as lock:
+        holder = lock.acquire()
+        if holder is not None:
+            return None, [holder.describe()]
+        done = store.complete(run.plan.config.run_id)  # finished while this run waited
+        if done is not None:
+            return load_record(done), []
+        return execute_prepared(run, spec.command, store.checkpoint_path(run.plan.config),
+                                show_progress)
 
 
 def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool
@@ -144,6 +156,23 @@ def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool
             store.add_tags(done, spec.tags)
         yield Line(f"skipped: a complete record exists at {done} (use --force to run again)")
         return 0
+    with store.lock(config) as lock:
+        holder = lock.acquire()
+        if holder is not None:
+            yield Line(f"not run here: {holder.describe()} (run {config.run_id}, results "
+                       f"{store.root})")
+            return 0
+        done = store.complete(config.run_id)
+        if done is not None and not force:  # it finished between the check and the lock
+            yield Line(f"skipped: a complete record exists at {done} (use --force to run again)")
+            return 0
+        return (yield from _train(spec, run, store, force, progress))
+
+
+def _train(spec: RunSpec, run: Prepared, store: Store, force: bool, progress: bool
+           ) -> Generator[Line, None, int]:
+    """Train a prepared run whose lock this process holds, store its record, sum it up."""
+    config = run.plan.config
     if force:
         store.discard_checkpoint(config)
     yield Line(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
@@ -160,8 +189,14 @@ def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool
         name = "" if variant == "default" else f" [{variant}]"
         inference = values["task_inference"]
         yield Line(
-            f"done{name}: accuracy {values['accuracy']:.4f}, oracle {values['oracle_accuracy']:.4f}"
-            + (f", task inference {inference:.4f}" if inference is not None else "")
+            f"done{name}: accuracy {percent(values['accuracy'])}, oracle "
+            f"{percent(values['oracle_accuracy'])}"
+            + (f", task inference {percent(inference)}" if inference is not None else "")
         )
     yield Line(f"record: {path} ({record['timing']['total_s']:.1f} s)")
     return 0
+
+
+def percent(fraction: float) -> str:
+    """A fraction as the reports show it: ``0.97125`` → ``97.12%``."""
+    return f"{100 * fraction:.2f}%"

@@ -1,5 +1,6 @@
-"""The results store: one folder per run holding ``record.json`` and, while the run is
-unfinished, its resume file ``checkpoint.pt``.
+"""The results store: one folder per run holding ``record.json``, while the run is unfinished
+its resume file ``checkpoint.pt``, and ``run.lock``, the lock a training process holds
+(:mod:`clbench.lock`).
 
 Only this module knows the paths inside a results folder; the record's layout and schema are
 :mod:`clbench.record`, the checkpoint's format is :mod:`clbench.checkpoint`, and every write goes
@@ -22,12 +23,14 @@ from clbench.record import migrate
 
 if TYPE_CHECKING:
     from clbench.config import RunConfig
+    from clbench.lock import RunLock
 
 # ``write_atomic`` is imported above only for ``clbench.report.page``, which still imports it
 # from here; it belongs to ``clbench.atomic``.
 
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
+LOCK = "run.lock"
 ENV = "CLBENCH_RESULTS"
 
 
@@ -59,6 +62,12 @@ class Store:
     def checkpoint_path(self, config: RunConfig) -> Path:
         """Where a run keeps its checkpoint: beside its record."""
         return self.path(config.to_dict(), config.run_id).with_name(CHECKPOINT)
+
+    def lock(self, config: RunConfig) -> RunLock:
+        """The lock a process holds while it trains this config here (not yet taken)."""
+        from clbench.lock import RunLock
+
+        return RunLock(self.path(config.to_dict(), config.run_id).with_name(LOCK))
 
     def discard_checkpoint(self, config: RunConfig) -> None:
         """Drop a run's checkpoint (``--force`` starts the run afresh)."""

@@ -249,11 +249,20 @@ class Tally:
         eta = elapsed / self.done * (self.total - self.done)
         if record["status"] == "complete":
             final = next(iter(record["final"].values()))
-            what = (f"done    {label}: accuracy {final['accuracy']:.4f} "
+            what = (f"done    {label}: accuracy {100 * final['accuracy']:.2f}% "
                     f"({record['timing']['total_s']:.0f} s)")
         else:
             what = f"failed  {label}: {record['error']}"
         return f"[{self.done}/{self.total}] {what} · {fmt(elapsed)} elapsed, ETA {fmt(eta)}"
+
+    def elsewhere(self, label: str, holder: str) -> str:
+        """The line of a run another process is training (it counts as done here)."""
+        from clbench.progress import fmt
+
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        return (f"[{self.done}/{self.total}] running {label}: {holder} · {fmt(elapsed)} "
+                "elapsed")
 
 
 def results_table(store: Store, run_ids: list[str]) -> str:
@@ -333,6 +342,7 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
         if p.status == "exists" and spec.tags:
             store.add_tags(store.complete(p.run_id), spec.tags)
     todo = [p for p in runs if p.status == "run"]
+    elsewhere: set[str] = set()
     if todo:
         threads = {p.config.threads for p in todo}
         where = (f"{workers} local worker{'s' * (workers > 1)}" if executor == "local"
@@ -343,6 +353,10 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
         shown: set[str] = set()
         for index, record, notes, error in _execute(todo, results, executor, workers, address):
             item = todo[index]
+            if record is None and not error:  # another process holds the run's lock
+                elsewhere.add(item.run_id)
+                yield Line(tally.elsewhere(item.label, notes[0] if notes else "elsewhere"))
+                continue
             if record is None:
                 record = build_record(item.config, item.spec.command, error=RuntimeError(error))
             store.write(record)
@@ -352,7 +366,10 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
                     yield Line(f"note: {note.removeprefix('note: ')}")
             yield Line(tally.line(record, item.label))
     yield Line(results_table(store, [p.run_id for p in runs]))
-    failed = sum(store.complete(p.run_id) is None for p in runs)
+    failed = sum(store.complete(p.run_id) is None for p in runs if p.run_id not in elsewhere)
+    if elsewhere:
+        yield Line(f"{len(elsewhere)} of {len(runs)} runs are running in other processes (the "
+                   "same command later finds their records)")
     if failed:
         yield Line(f"error: {failed} of {len(runs)} runs failed (their records hold the errors; "
                    "the same command retries them)", err=True)
