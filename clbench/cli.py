@@ -34,7 +34,7 @@ app = typer.Typer(
     help="clbench: continual-learning runs, sweeps and reports of supermasks in superposition and "
          "baselines.",
     epilog=EXAMPLES,
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,

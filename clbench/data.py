@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from clbench.errors import ClbenchError, DataMissing
+from clbench.errors import ClbenchError, DataMissing, unknown
 
 if TYPE_CHECKING:
     import numpy as np
@@ -229,7 +229,7 @@ def load_source(name: str, data_root: str | Path | None = None, *,
                 download: bool = False) -> Source:
     """Load source ``name`` (cached in-process per (name, resolved root))."""
     if name not in SOURCES:
-        raise ClbenchError(f"unknown dataset {name!r}: choose one of {', '.join(SOURCES)}")
+        raise unknown("dataset", name, SOURCES)
     if SOURCES[name].embedded:
         return _load(name, None)
     root = resolve_root(data_root)

@@ -1,6 +1,9 @@
-"""The one error type the CLI turns into a one-line message and a non-zero exit."""
+"""The one error type the CLI turns into a one-line message and a non-zero exit, and the
+message for a misspelt name (with a "did you mean")."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class ClbenchError(Exception):
@@ -13,3 +16,33 @@ class DataMissing(ClbenchError):
 
 class Incompatible(ClbenchError):
     """A method cannot run with the chosen scenario, benchmark, model or params."""
+
+
+def unknown(kind: str, name: str, choices: Iterable[str], fallback: str = "") -> ClbenchError:
+    """The error for a misspelt name: ``unknown method 'supsp': did you mean 'supsup'?`` when
+    choices are close, else the choices (and ``fallback``, e.g. where to list them)."""
+    names = list(choices)
+    close = closest(name, names)
+    if close:
+        return ClbenchError(f"unknown {kind} '{name}': did you mean "
+                            f"{' or '.join(repr(c) for c in close)}?")
+    return ClbenchError(f"unknown {kind} '{name}': choose one of {', '.join(names)}{fallback}")
+
+
+def closest(name: str, names: Iterable[str], cutoff: float = 0.6) -> list[str]:
+    """The names most like ``name`` (difflib's ratio, ties broken by the longer common
+    prefix), at most two; none when nothing reaches ``cutoff``."""
+    from difflib import SequenceMatcher
+    from os.path import commonprefix
+
+    typed = name.strip().lower()
+    scored = []
+    for candidate in names:
+        ratio = SequenceMatcher(None, typed, candidate.lower()).ratio()
+        if ratio >= cutoff:
+            scored.append((round(ratio, 6), len(commonprefix([typed, candidate.lower()])),
+                           candidate))
+    if not scored:
+        return []
+    best = max(scored)[:2]
+    return sorted(c for r, p, c in scored if (r, p) == best)[:2]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, unknown
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,7 @@ HIDDEN = {"lenet": (300, 100), "fc1024": (1024, 1024), "bnnet": (2048, 2048)}
 def check_model(name: str) -> str:
     """Validate a model name, with a one-line error naming the choices."""
     if name not in MODELS:
-        raise ClbenchError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
+        raise unknown("model", name, MODELS)
     return name
 
 

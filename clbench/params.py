@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, closest
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -114,6 +114,10 @@ def resolve_params(
     by_name = {p.name: p for p in declared}
     unknown = sorted(set(given) - set(by_name))
     if unknown:
+        close = closest(unknown[0], by_name)
+        if len(unknown) == 1 and close:
+            raise ClbenchError(f"method '{method}' has no param {unknown[0]}: did you mean "
+                               f"{' or '.join(repr(c) for c in close)}?")
         known = ", ".join(sorted(by_name)) or "none"
         raise ClbenchError(
             f"method '{method}' has no param {', '.join(unknown)} (its params: {known}; "

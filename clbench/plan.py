@@ -15,7 +15,7 @@ from typing import Any
 from clbench import registry
 from clbench.benchmark import StreamProperties
 from clbench.config import RunConfig, parse_eval_at, resolve_options
-from clbench.errors import ClbenchError, Incompatible
+from clbench.errors import ClbenchError, Incompatible, unknown
 from clbench.models import check_model
 from clbench.scenarios.taxonomy import Scenario, get_scenario
 
@@ -85,9 +85,7 @@ def make_plan(
     scenario = get_scenario(options["scenario"])
     benchmark = registry.get_benchmark(options["benchmark"])
     if options["dataset"] not in SOURCES:
-        raise ClbenchError(
-            f"unknown dataset '{options['dataset']}': choose one of {', '.join(SOURCES)}"
-        )
+        raise unknown("dataset", options["dataset"], SOURCES)
     check_model(options["model"])
     info = SOURCES[options["dataset"]]
     props = benchmark.properties(info, options["tasks"])

@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TypeVar
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, unknown
 
 METHOD_GROUP = "clbench.methods"
 BENCHMARK_GROUP = "clbench.benchmarks"
@@ -160,11 +160,9 @@ def benchmarks() -> dict[str, type | Broken]:
 def _get(table: dict[str, type | Broken], kind: str, name: str) -> type:
     entry = table.get(normalise(name))
     if entry is None:
-        choices = ", ".join(k for k, v in table.items() if not isinstance(v, Broken))
+        choices = [k for k, v in table.items() if not isinstance(v, Broken)]
         broken = "".join(f"; {b.source} failed to load: {b.error}" for b in _broken_files)
-        raise ClbenchError(
-            f"unknown {kind} '{name}': choose one of {choices} (clbench list){broken}"
-        )
+        raise unknown(kind, name, choices, f" (clbench list){broken}")
     if isinstance(entry, Broken):
         raise ClbenchError(f"{kind} '{entry.name}' ({entry.source}) failed to load: {entry.error}")
     return entry

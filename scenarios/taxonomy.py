@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, unknown
 
 LABEL_VIEWS = ("task", "domain", "class-incremental")
 
@@ -78,7 +78,4 @@ def get_scenario(name: str) -> Scenario:
     try:
         return SCENARIOS[name.lower()]
     except KeyError:
-        raise ClbenchError(
-            f"unknown scenario '{name}': choose one of {', '.join(SCENARIOS)} "
-            "(clbench list scenarios)"
-        ) from None
+        raise unknown("scenario", name, SCENARIOS, " (clbench list scenarios)") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,7 @@ def test_help_is_fast_and_imports_no_torch():
     start = time.perf_counter()
     out = clbench("--help")
     assert out.returncode == 0 and "Examples" in out.stdout
+    assert "--install-completion" in out.stdout  # shell completion is on
     assert time.perf_counter() - start < 5
     probe = subprocess.run(
         [sys.executable, "-c", "import sys; from clbench.cli import app; from clbench import "
@@ -48,6 +50,7 @@ def test_list_shows_the_vocabulary():
 def test_run_writes_a_complete_record_then_skips(results):
     first = clbench(*RUN)
     assert first.returncode == 0, first.stderr
+    assert re.search(r"^done: accuracy \d+\.\d\d%, oracle \d+\.\d\d%$", first.stdout, re.M)
     (path,) = results.glob("*/record.json")
     record = json.loads(path.read_text())
     assert record["status"] == "complete" and record["config"]["tasks"] == 2
@@ -65,6 +68,13 @@ def test_run_writes_a_complete_record_then_skips(results):
     (["--dataset", "xx"], ["unknown dataset"]),
     (["--tasks", "0"], ["--tasks 0"]),
     (["--param", "bogus=1"], ["no param bogus"]),
+    (["--method", "avalanche:naiv"], ["unknown method 'avalanche:naiv': did you mean "
+                                      "'avalanche:naive'?"]),
+    (["--scenario", "g"], ["unknown scenario 'g': did you mean 'gg'?"]),
+    (["--benchmark", "rotatd"], ["unknown benchmark 'rotatd': did you mean 'rotated'?"]),
+    (["--dataset", "mnist5k"], ["unknown dataset 'mnist5k': did you mean 'mnist-5k'?"]),
+    (["--model", "lenett"], ["unknown model 'lenett': did you mean 'lenet'?"]),
+    (["--param", "optimiser=adam"], ["has no param optimiser: did you mean 'optimizer'?"]),
     (["--param", "lr=fast"], ["expected float"]),
     (["--density", "0.5"], ["no density"]),
     (["--dataset", "mnist", "--data-root", "{empty}"], ["--data-root", "--download", "mnist-5k"]),
