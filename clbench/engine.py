@@ -137,8 +137,8 @@ def execute(
     device = resolve_device(config.device) if device is None else device
     task_defs, stream_info = plan.benchmark.build(source, config.tasks, config.data_seed)
     per_task = config.iters or config.epochs * -(-len(source.train.y) // config.batch_size)
-    progress = Progress(config.tasks * per_task, f"{config.method} {config.scenario}",
-                        show_progress)
+    progress = Progress(config.tasks, per_task, config.eval_at,
+                        f"{config.method} {config.scenario}", show_progress)
     ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, progress.tick)
     experiences = build_benchmark(ctx).train_stream
     method = plan.method(ctx)
@@ -153,39 +153,40 @@ def execute(
     saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
     if saved is not None:
         state = resumed(state, *saved, method)
-        progress.resume(state.learned * per_task)
+        progress.resume(state.learned)
         say(f"resuming after task {state.learned} of {config.tasks} from {checkpoint}")
     evaluator = Evaluator(ctx, method, state.variants, state.diagonal)
     timing = state.timing
     earlier = timing.get("total_s", 0.0)
-    for task, experience in enumerate(experiences):
-        if task < state.learned:
-            continue
-        progress.set_note(f"task {task + 1}/{config.tasks}")
-        tick = time.perf_counter()
-        method.train_experience(experience)
-        trained = time.perf_counter() - tick
-        timing["train_s"] += trained
-        timing["train_s_per_task"].append(round(trained, 3))
-        tick = time.perf_counter()
-        evaluator.after_task(task)
-        state.learned = task + 1
-        if state.learned in config.eval_at:
-            progress.set_note(f"evaluating after {state.learned} tasks")
-            point = evaluator.evaluation_point(state.learned)
-            point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
-                              for k, b in method.bytes().items()}
-            state.points.append(point)
-        timing["eval_s"] += time.perf_counter() - tick
-        if checkpoint is not None and state.learned < config.tasks:
-            method_state = method.state_dict()
-            if method_state is None:
-                say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
-                    "from its first task")
-                checkpoint = None
-            else:
-                timing["total_s"] = earlier + time.perf_counter() - clock
-                checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
+    with progress:  # stops redrawing, also when the run fails
+        for task, experience in enumerate(experiences):
+            if task < state.learned:
+                continue
+            progress.training(task)
+            tick = time.perf_counter()
+            method.train_experience(experience)
+            trained = time.perf_counter() - tick
+            timing["train_s"] += trained
+            timing["train_s_per_task"].append(round(trained, 3))
+            progress.evaluating(task + 1)
+            tick = time.perf_counter()
+            evaluator.after_task(task)
+            state.learned = task + 1
+            if state.learned in config.eval_at:
+                point = evaluator.evaluation_point(state.learned)
+                point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
+                                  for k, b in method.bytes().items()}
+                state.points.append(point)
+            timing["eval_s"] += time.perf_counter() - tick
+            if checkpoint is not None and state.learned < config.tasks:
+                method_state = method.state_dict()
+                if method_state is None:
+                    say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
+                        "from its first task")
+                    checkpoint = None
+                else:
+                    timing["total_s"] = earlier + time.perf_counter() - clock
+                    checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
     progress.close()
     if config.val_fraction > 0:
         tick = time.perf_counter()

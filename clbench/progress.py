@@ -1,62 +1,272 @@
-"""Progress with ETA on stderr (tasks x iterations): a redrawn bar on a terminal, otherwise a
-line at most every 30 seconds (for runs left in the background with their output in a log)."""
+"""A run's progress on stderr: phase, rate, elapsed time and an ETA that models evaluation.
+
+A run alternates two phases per task: training (``per_task`` steps) and the work after it
+(scoring the task just learned, the evaluation point when the task count is one, saving the
+checkpoint). Training time is steps over the measured rate of recent tasks. The work after
+``k`` tasks is not constant: an evaluation point scores the ``k`` tasks learned, and under task
+inference each decision costs more with every task learned (One-Shot is ∝ ``k`` per decision),
+so it grows like ``k`` or ``k²``. :class:`Eta` fits ``c₀ + c₁·k + c₂·k²`` (non-negative
+coefficients, fewer terms while few points are measured) to the evaluation points already
+timed, and sums its prediction over the points still to come; nothing about a scenario is
+assumed. While work remains the ETA is never zero.
+
+On a terminal the line is redrawn twice a second (also during an evaluation, which makes no
+steps); otherwise a plain line is written every 30 seconds (``$CLBENCH_PROGRESS_EVERY``
+seconds when set), for runs whose stderr is a log.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
+from collections.abc import Callable, Sequence
+from itertools import combinations
+from types import TracebackType
+from typing import IO
 
-
-class Progress:
-    """Counts training steps; redraws at most ten times a second."""
-
-    def __init__(self, total: int, label: str = "", enabled: bool = True) -> None:
-        self.total, self.label = max(1, total), label
-        self.enabled = enabled
-        self.terminal = sys.stderr.isatty()
-        self.done = self.first = 0  # first: steps done before this process (a resumed run)
-        self.start = 0.0  # set at the first step, so setup time does not skew the ETA
-        self._last = 0.0
-        self.note = ""
-
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if self.done == self.first:
-            self.start = now
-        self.done += 1
-        every = 0.1 if self.terminal else 30.0
-        if self.enabled and (now - self._last > every or self.done == self.total):
-            self._last = now
-            self.draw(now)
-
-    def resume(self, done: int) -> None:
-        """Count ``done`` steps as already made (by an interrupted run)."""
-        self.done = self.first = done
-
-    def set_note(self, note: str) -> None:
-        self.note = note
-        if self.enabled and self.done and self.terminal:
-            self.draw(time.perf_counter())
-
-    def draw(self, now: float) -> None:
-        elapsed = now - self.start
-        frac = min(1.0, self.done / self.total)
-        rate = (self.done - self.first) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * int(frac * 24)
-        line = (f"{self.label} [{bar:<24}] {frac:6.1%} {fmt(elapsed)} elapsed, ETA {fmt(eta)} "
-                f"{self.note}")
-        sys.stderr.write(f"\r{line}\x1b[K" if self.terminal else f"{line}\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.terminal:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+EVERY = "CLBENCH_PROGRESS_EVERY"  # seconds between plain lines off a terminal
 
 
 def fmt(seconds: float) -> str:
+    """``75`` → ``01:15``; an hour or more → ``1:02:03``."""
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def fit_growth(points: Sequence[tuple[int, float]]) -> Callable[[int], float]:
+    """The cost of the work after ``k`` tasks as a function of ``k``, fitted to measured
+    ``(k, seconds)``: the least-squares ``c₀ + c₁·k + c₂·k²`` with non-negative coefficients
+    (the best of every subset of the three terms). One point: cost ∝ ``k`` (an evaluation
+    scores every task learned); two: terms ``k`` and ``k²`` only; no point: zero."""
+    import numpy as np
+
+    if not points:
+        return lambda k: 0.0
+    ks = np.array([float(k) for k, _ in points])
+    ys = np.array([float(y) for _, y in points])
+    distinct = len(set(ks.tolist()))
+    terms = [0, 1, 2] if distinct >= 3 else [1, 2] if distinct == 2 else [1]
+    best: tuple[float, tuple[int, ...], np.ndarray] | None = None
+    for size in range(1, len(terms) + 1):
+        for subset in combinations(terms, size):
+            basis = np.stack([ks**p for p in subset], axis=1)
+            coef, *_ = np.linalg.lstsq(basis, ys, rcond=None)
+            if (coef < 0).any():
+                continue
+            residual = float(((basis @ coef - ys) ** 2).sum())
+            if best is None or residual < best[0] * (1 - 1e-9):
+                best = (residual, subset, coef)
+    if best is None:  # no non-negative fit: the mean cost, constant
+        mean = float(ys.mean())
+        return lambda k: mean
+    _, subset, coef = best
+    powers, weights = list(subset), [float(c) for c in coef]
+    return lambda k: sum(w * k**p for w, p in zip(weights, powers))
+
+
+class Eta:
+    """Remaining seconds of a run from what it has measured so far (no clock of its own)."""
+
+    window = 5  # training rate over the most recent tasks (a busy machine changes speed)
+
+    def __init__(self, tasks: int, per_task: int, eval_at: Sequence[int]) -> None:
+        self.tasks, self.per_task = tasks, max(1, per_task)
+        self.eval_at = set(eval_at)
+        self.trained: list[tuple[int, float]] = []  # (steps, seconds) per task trained here
+        self.after: dict[int, float] = {}  # k -> seconds of the work after the k-th task
+
+    def rate(self, steps: int = 0, seconds: float = 0.0) -> float:
+        """Training steps per second over the recent tasks (and the current one's part)."""
+        recent = self.trained[-self.window:]
+        total_steps = sum(s for s, _ in recent) + steps
+        total_time = sum(t for _, t in recent) + seconds
+        return total_steps / total_time if total_time > 0 and total_steps > 0 else 0.0
+
+    def after_cost(self) -> Callable[[int], float]:
+        """Predicted seconds of the work after ``k`` tasks, evaluation point or not."""
+        growth = fit_growth([(k, s) for k, s in self.after.items() if k in self.eval_at])
+        plain = [s for k, s in self.after.items() if k not in self.eval_at][-self.window:]
+        between = sum(plain) / len(plain) if plain else min(self.after.values(), default=0.0)
+        return lambda k: growth(k) if k in self.eval_at else between
+
+    def remaining(self, learned: int, steps: int, seconds: float, evaluating: bool,
+                  phase_s: float) -> float | None:
+        """Seconds left when ``learned`` tasks are trained and, if not ``evaluating``, ``steps``
+        steps of the next one have taken ``seconds``; ``phase_s`` is the time spent in the
+        work after task ``learned`` so far. None while nothing is measured."""
+        rate = self.rate(steps, seconds)
+        if rate <= 0:
+            return None
+        cost = self.after_cost()
+        left = 0.0
+        if evaluating:  # the rest of this work; when overrunning, some more, never zero
+            left = max(cost(learned) - phase_s, 0.1 * phase_s)
+        steps_left = (self.tasks - learned) * self.per_task - (0 if evaluating else steps)
+        return left + steps_left / rate + sum(cost(k) for k in range(learned + 1,
+                                                                      self.tasks + 1))
+
+    def done_work(self, learned: int, steps: int, seconds: float) -> float | None:
+        """The modelled seconds of the work already done (also before a resume), for the
+        bar's fraction."""
+        rate = self.rate(steps, seconds)
+        if rate <= 0:
+            return None
+        cost = self.after_cost()
+        return (learned * self.per_task + steps) / rate + sum(cost(k)
+                                                              for k in range(1, learned + 1))
+
+
+class Progress:
+    """Phase, rate, elapsed time and ETA of one run, drawn on ``stream`` (stderr).
+
+    The engine calls :meth:`training` before each task, :meth:`tick` at each step (through the
+    training loader), :meth:`evaluating` when the task's training ends and :meth:`close` at the
+    end; a resumed run calls :meth:`resume` first. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, tasks: int, per_task: int, eval_at: Sequence[int], label: str = "",
+                 enabled: bool = True, *, clock: Callable[[], float] = time.perf_counter,
+                 stream: IO[str] | None = None) -> None:
+        self.eta = Eta(tasks, per_task, eval_at)
+        self.tasks, self.per_task, self.label = tasks, max(1, per_task), label
+        self.enabled, self.clock = enabled, clock
+        self.stream = stream if stream is not None else sys.stderr
+        self.terminal = enabled and self.stream.isatty()
+        self.every = 0.5 if self.terminal else float(os.environ.get(EVERY, 30.0))
+        self.learned = 0  # tasks trained (and, unless evaluating, scored)
+        self.steps = 0  # steps of the task being trained
+        self.evaluating_ = False
+        self.start: float | None = None  # the first phase in this process
+        self.phase_start = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_line = 0.0
+        self._closed_line = False  # a terminal's redrawn line has been ended
+
+    # ---------------------------------------------------------------- what the engine says
+
+    def resume(self, learned: int) -> None:
+        """Start after ``learned`` tasks done by an interrupted run."""
+        self.learned = learned
+
+    def training(self, task: int) -> None:
+        """Training of task ``task`` (0-based) begins; the work after the previous one ends."""
+        now = self.clock()
+        with self._lock:
+            self._end_after(now)
+            self.learned, self.steps, self.evaluating_ = task, 0, False
+            self.phase_start = now
+            if self.start is None:
+                self.start = now
+        self._heartbeat()
+
+    def tick(self) -> None:
+        """One training step."""
+        self.steps += 1
+
+    def evaluating(self, learned: int) -> None:
+        """Task ``learned`` is trained; the work after it (scoring, evaluation point) begins."""
+        now = self.clock()
+        with self._lock:
+            self.eta.trained.append((self.steps, now - self.phase_start))
+            self.learned, self.steps, self.evaluating_ = learned, 0, True
+            self.phase_start = now
+        if self.terminal:
+            self.draw()
+
+    def close(self) -> None:
+        """The run's last work is done: stop redrawing and write the final line."""
+        now = self.clock()
+        with self._lock:
+            self._end_after(now)
+        self._closed_line = True  # the final line ends it
+        self.stop()
+        if self.enabled and self.start is not None:
+            self.draw(final=True)
+
+    def stop(self) -> None:
+        """Stop redrawing (a run that failed or was interrupted writes no final line)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.terminal and self.start is not None and not self._closed_line:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._closed_line = True
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if kind is not None:
+            self.stop()
+
+    # ---------------------------------------------------------------- what it shows
+
+    def line(self, final: bool = False) -> str:
+        """The progress line as of now."""
+        now = self.clock()
+        with self._lock:
+            learned, steps, evaluating = self.learned, self.steps, self.evaluating_
+            phase_s = now - self.phase_start
+            seconds = 0.0 if evaluating else phase_s
+            elapsed = now - self.start if self.start is not None else 0.0
+            rate = self.eta.rate(steps, seconds)
+            left = 0.0 if final else self.eta.remaining(learned, steps, seconds, evaluating,
+                                                        phase_s)
+            done = self.eta.done_work(learned, steps, seconds)
+        if final:
+            phase = f"done, {self.tasks} tasks"
+        elif evaluating:
+            phase = (f"evaluating after {learned}/{self.tasks} tasks"
+                     if learned in self.eta.eval_at else f"scoring task {learned}/{self.tasks}")
+        else:
+            phase = f"training task {learned + 1}/{self.tasks}"
+        if final:
+            frac = 1.0
+        elif done is None or left is None:
+            frac = learned / self.tasks
+        else:
+            frac = done / (done + left) if done + left > 0 else 0.0
+        eta = "ETA --:--" if left is None else f"ETA {fmt(max(left, 1.0))}" if not final else ""
+        bar = "#" * int(frac * 24)
+        parts = [f"{self.label} [{bar:<24}] {frac:4.0%}", phase,
+                 f"{rate:.0f} steps/s" if rate else "-- steps/s", f"{fmt(elapsed)} elapsed"]
+        return " · ".join(parts + ([eta] if eta else []))
+
+    def draw(self, final: bool = False) -> None:
+        """Write the line: redrawn in place on a terminal, else as a new line."""
+        text = self.line(final)
+        self._last_line = self.clock()
+        if self.terminal:
+            self.stream.write(f"\r{text}\x1b[K" + ("\n" if final else ""))
+            self._closed_line = final
+        else:
+            self.stream.write(f"{text}\n")
+        self.stream.flush()
+
+    # ---------------------------------------------------------------- internals
+
+    def _end_after(self, now: float) -> None:
+        if self.evaluating_:
+            self.eta.after[self.learned] = now - self.phase_start
+            self.evaluating_ = False
+
+    def _heartbeat(self) -> None:
+        """Start redrawing every ``every`` seconds (once, when the first phase begins)."""
+        if not self.enabled or self._thread is not None:
+            return
+
+        def beat() -> None:
+            while not self._stop.wait(self.every):
+                self.draw()
+
+        self._thread = threading.Thread(target=beat, name="clbench-progress", daemon=True)
+        self._thread.start()

@@ -1,0 +1,158 @@
+"""Progress that tells the truth: with a fake clock and evaluation cost growing with the tasks
+learned, the ETA follows the real remaining time where a linear extrapolation runs short; it is
+never zero while work remains; the bar of a resumed run starts where it resumes."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from clbench.progress import Progress, fit_growth
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def eta_of(line: str) -> float:
+    match = re.search(r"ETA (\d+):(\d\d)(?::(\d\d))?$", line)
+    assert match, line
+    h, m, s = (0, *map(int, match.groups()[:2])) if match.group(3) is None else map(
+        int, match.groups())
+    return 3600 * h + 60 * m + s
+
+
+def simulate(tasks, per_task, step_s, eval_cost, eval_at, progress, clock, probe=None):
+    """Drive ``progress`` as the engine does; ``probe(task, progress)`` runs at the start of
+    each task's training and mid-evaluation; returns the total simulated seconds."""
+    start = clock.now
+    for task in range(tasks):
+        progress.training(task)
+        if probe:
+            probe(task, "training", progress)
+        for _ in range(per_task):
+            clock.now += step_s(task)
+            progress.tick()
+        progress.evaluating(task + 1)
+        k = task + 1
+        cost = eval_cost(k) if k in eval_at else eval_cost(1) / 4
+        clock.now += cost / 2
+        if probe:
+            probe(task, "evaluating", progress)
+        clock.now += cost / 2
+    progress.close()
+    return clock.now - start
+
+
+@pytest.mark.parametrize("growth", ["quadratic", "linear"])
+def test_eta_models_evaluation_that_grows_with_tasks_learned(growth):
+    tasks, per_task = 40, 50
+    cost = (lambda k: 0.3 + 0.02 * k * k) if growth == "quadratic" else (lambda k: 0.2 + 0.3 * k)
+    eval_at = set(range(1, tasks + 1))
+
+    def actual_total():
+        clock = Clock()
+        return simulate(tasks, per_task, lambda t: 0.02, cost, eval_at,
+                        Progress(tasks, per_task, sorted(eval_at), enabled=False, clock=clock),
+                        clock)
+
+    total = actual_total()
+    clock = Clock()
+    progress = Progress(tasks, per_task, sorted(eval_at), "m", enabled=False, clock=clock)
+    seen = {}
+
+    def probe(task, phase, p):
+        if phase == "training" and task in (10, 20, 30):
+            elapsed = clock.now - 100.0
+            seen[task] = (eta_of(p.line()), total - elapsed, elapsed, task / tasks)
+
+    simulate(tasks, per_task, lambda t: 0.02, cost, eval_at, progress, clock, probe)
+    for task, (eta, truth, elapsed, done) in seen.items():
+        assert abs(eta - truth) <= 0.05 * truth + 1, (task, eta, truth)
+        linear = elapsed / done - elapsed  # what extrapolating from tasks done would say
+        if growth == "quadratic":
+            assert linear < 0.8 * truth, (task, linear, truth)  # the old ETA ran short
+
+
+def test_eta_follows_a_machine_that_slows_down():
+    tasks, per_task = 20, 40
+    clock = Clock()
+    progress = Progress(tasks, per_task, [5, 10, 15, 20], enabled=False, clock=clock)
+    checks = []
+
+    def probe(task, phase, p):
+        if phase == "training" and task == 12:
+            checks.append(p.eta.rate())
+
+    simulate(tasks, per_task, lambda t: 0.01 if t < 6 else 0.03, lambda k: 0.1 * k,
+             {5, 10, 15, 20}, progress, clock, probe)
+    assert checks[0] == pytest.approx(1 / 0.03)  # the recent rate, not the whole run's
+
+
+def test_eta_is_never_zero_while_work_remains_and_phases_are_shown():
+    clock = Clock()
+    stream = Tty()
+    progress = Progress(3, 10, [1, 2, 3], "supsup gnu", clock=clock, stream=stream)
+    progress.every = 3600.0  # no redraws from the heartbeat thread during the test
+    lines = []
+
+    def probe(task, phase, p):
+        lines.append(p.line())
+        if task == 2 and phase == "evaluating":
+            clock.now += 1000  # the final evaluation overruns any prediction
+            lines.append(p.line())
+
+    simulate(3, 10, lambda t: 0.1, lambda k: 1.0 * k, {1, 2, 3}, progress, clock, probe)
+    assert "training task 1/3" in lines[0] and "evaluating after 3/3 tasks" in lines[-1]
+    assert "steps/s" in lines[-1] and "elapsed" in lines[-1]
+    assert all(eta_of(line) >= 1 for line in lines if "--:--" not in line)
+    assert eta_of(lines[-1]) >= 100  # overrunning: still some time left, growing with it
+    out = stream.getvalue()
+    assert "\r" in out and out.endswith("\n") and "done, 3 tasks" in out
+
+
+def test_plain_lines_off_a_terminal_and_nothing_when_disabled():
+    clock = Clock()
+    plain = io.StringIO()
+    progress = Progress(2, 5, [2], "x", clock=clock, stream=plain)
+    progress.every = 3600.0
+    simulate(2, 5, lambda t: 0.1, lambda k: 0.5, {2}, progress, clock)
+    assert "\r" not in plain.getvalue() and plain.getvalue().count("\n") == 1
+    quiet = io.StringIO()
+    simulate(2, 5, lambda t: 0.1, lambda k: 0.5, {2},
+             Progress(2, 5, [2], "x", enabled=False, clock=clock, stream=quiet), clock)
+    assert quiet.getvalue() == ""
+
+
+def test_a_resumed_run_starts_its_bar_where_it_resumes():
+    clock = Clock()
+    progress = Progress(10, 20, list(range(1, 11)), enabled=False, clock=clock)
+    progress.resume(6)
+    progress.training(6)
+    for _ in range(10):
+        clock.now += 0.1
+        progress.tick()
+    line = progress.line()
+    assert "training task 7/10" in line
+    percent = int(re.search(r"\] +(\d+)%", line).group(1))
+    assert percent >= 60
+
+
+def test_fit_growth_recovers_the_terms_of_the_cost():
+    quadratic = fit_growth([(k, 0.5 + 0.01 * k * k) for k in range(1, 26)])
+    assert quadratic(100) == pytest.approx(0.5 + 100.0, rel=1e-6)
+    linear = fit_growth([(k, 2.0 * k) for k in (10, 50)])
+    assert linear(200) == pytest.approx(400.0)
+    assert fit_growth([(4, 8.0)])(8) == pytest.approx(16.0)  # one point: cost per task learned
+    assert fit_growth([])(5) == 0.0
