@@ -90,7 +90,7 @@ def csv_rows(path: Path) -> dict[str, dict[str, str]]:
 
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    key = "group" if "group" in rows[0] else next(iter(rows[0]))
+    key = next((k for k in ("group", "run") if k in rows[0]), next(iter(rows[0])))
     return {row[key]: row for row in rows}
 
 
@@ -330,3 +330,61 @@ def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatc
     if (REPO / "README.md").is_file():  # the report refreshed its headline block
         assert (tmp_path / "README.md").read_bytes() == (REPO / "README.md").read_bytes(), (
             "README.md's headline table is stale: run clbench report and commit it")
+
+
+def test_exported_rows_rebuild_the_reports_tables_exactly(report, tmp_path):
+    """`clbench export` of runs and of tasks, read back by pandas and aggregated over seeds by
+    clbench.results, gives every number of the report's tables (as the CSVs print them)."""
+    import pandas as pd
+
+    from clbench.report.tables import _number
+    from clbench.results import aggregate
+
+    root, out, _ = report
+    frames = {}
+    for what, fmt in (("runs", "csv"), ("runs", "jsonl"), ("tasks", "csv")):
+        target = tmp_path / f"{what}.{fmt}"
+        done = subprocess.run([sys.executable, "-m", "clbench", "export", "--what", what,
+                               "--format", fmt, "--results", str(root), "--out", str(target)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count("skipped ") == 4  # as the report: each unusable record named
+        frames[what, fmt] = (pd.read_csv(target) if fmt == "csv"
+                             else pd.read_json(target, lines=True, dtype=False))
+    assert len(frames["runs", "csv"]) == 9 and len(frames["tasks", "csv"]) == 30
+    for fmt in ("csv", "jsonl"):
+        stats = aggregate(frames["runs", fmt]).set_index(["group", "variant"])
+        checked = 0
+        for slug, columns in (("accuracy-bytes", {"accuracy_pct": "accuracy",
+                                                  "bytes_bits": "bytes_bits"}),
+                              ("task-inference", {"task_inference_pct": "task_inference",
+                                                  "oracle_accuracy_pct": "oracle_accuracy"}),
+                              ("forgetting", {"forgetting_pp": "forgetting",
+                                              "backward_transfer_pp": "backward_transfer"})):
+            for row in csv_rows(out / "tables" / f"{slug}.csv").values():
+                mine = stats.loc[(row["config"], row["variant"])]
+                for table_column, metric in columns.items():
+                    for stat in ("mean", "std"):
+                        value = mine[f"{metric}_{stat}"]
+                        shown = _number(None if pd.isna(value) else float(value))
+                        assert row[f"{table_column}_{stat}"] == shown, (slug, row["group"])
+                        checked += 1
+        assert checked == 3 * 4 * 2 * 2
+    tasks = frames["tasks", "csv"]
+    per_run = tasks.groupby(["record", "group", "variant", "seed", "after_tasks"],
+                            as_index=False)["accuracy"].mean()
+    curves = aggregate(per_run, by=["group", "variant", "after_tasks"], metrics=["accuracy"])
+    curves = curves.set_index(["group", "variant", "after_tasks"])
+    compared = 0
+    for row in csv_rows(out / "tables" / "accuracy-by-tasks.csv").values():
+        shown = [int(k.split("_")[1]) for k in row if k.startswith("after_") and k.endswith(
+            "_mean")]
+        assert shown == [2, 3]  # each group's last evaluation point
+        for after in shown:
+            compared += 1
+            if (row["config"], row["variant"], after) in curves.index:
+                mean = curves.loc[(row["config"], row["variant"], after), "accuracy_mean"]
+                assert row[f"after_{after}_mean"] == _number(float(mean))
+            else:
+                assert row[f"after_{after}_mean"] == ""
+    assert compared == 4 * 2

@@ -93,8 +93,8 @@ def available(collection: Collection) -> str:
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Write ``text`` atomically (a reader never sees half a report file)."""
+    write_atomic(path, lambda handle: handle.write(text))
 
 
 def csv_text(rows: list[list[str]]) -> str:

@@ -22,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from clbench.report.published import Published
 from clbench.report.runs import Group, Stat
 from clbench.report.tables import human_bytes
+from clbench.results import summarize
 
 DPI = 100
 PANEL = (5.6, 4.4)  # inches per panel of a line plot
@@ -225,7 +226,7 @@ def masks_plot(groups: list[Group], colors: dict, folder: Path) -> Plot | None:
         for g in panel:
             series = [r.record["extras"]["masks_allocated"] for r in g.runs]
             length = max(len(s) for s in series)
-            curve = {t + 1: Stat.of([s[t] if t < len(s) else None for s in series])
+            curve = {t + 1: summarize([s[t] if t < len(s) else None for s in series])
                      for t in range(length)}
             line(ax, curve, colors[g.run_short], g.run_short)
         ax.set(xlabel="tasks seen", ylabel="masks allocated")

@@ -36,6 +36,7 @@ class Table:
     note: str
     columns: list[Column]
     rows: list[list[Any]]
+    keys: list[tuple[str, str]] | None = None  # CSV only: each row's config key and variant
 
     def markdown(self) -> str:
         head = "| " + " | ".join(c.label for c in self.columns) + " |"
@@ -51,9 +52,10 @@ class Table:
         header: list[str] = []
         for c, s in zip(self.columns, stats):
             header += [f"{c.csv}_mean", f"{c.csv}_std"] if s else [c.csv]
-        out = [header]
-        for row in self.rows:
-            line: list[str] = []
+        keyed = self.keys is not None
+        out = [["config", "variant", *header] if keyed else header]
+        for i, row in enumerate(self.rows):
+            line: list[str] = list(self.keys[i]) if keyed else []
             for value, s in zip(row, stats):
                 if isinstance(value, Stat):
                     line += [_number(value.mean), _number(value.std)]
@@ -149,7 +151,11 @@ def accuracy_bytes(groups: list[Group], published: list[Published]) -> Table:
                if formulas else "")
             + ("Published values matching a group's setting are in the last column." if any(
                 paper) else ""))
-    return Table("accuracy-bytes", "Accuracy and bytes", note.strip(), columns, rows)
+    return Table("accuracy-bytes", "Accuracy and bytes", note.strip(), columns, rows, _keys(groups))
+
+
+def _keys(groups: list[Group]) -> list[tuple[str, str]]:
+    return [(g.key, g.variant) for g in groups]
 
 
 def milestones(groups: list[Group]) -> list[int]:
@@ -174,7 +180,7 @@ def accuracy_by_tasks(groups: list[Group]) -> Table:
     note = ("Mean accuracy (%) over the tasks learned so far, in the scenario's rule, after 10, "
             "50, 100, … tasks (as Fig. 3 and 4 of the paper) and after each group's last task; "
             "— where a group has no checkpoint.")
-    return Table("accuracy-by-tasks", "Accuracy after N tasks", note, columns, rows)
+    return Table("accuracy-by-tasks", "Accuracy after N tasks", note, columns, rows, _keys(groups))
 
 
 def inference(groups: list[Group]) -> Table:
@@ -186,7 +192,8 @@ def inference(groups: list[Group]) -> Table:
     note = ("After the last task: the scenario's accuracy, the task-inference accuracy (share of "
             "correct decisions; — where the task is given or the method infers none) and the "
             "oracle accuracy (the true task given) of the same run.")
-    return Table("task-inference", "Task inference and the oracle", note, columns, rows)
+    return Table("task-inference", "Task inference and the oracle", note, columns, rows,
+                 _keys(groups))
 
 
 def forgetting(groups: list[Group]) -> Table:
@@ -198,7 +205,8 @@ def forgetting(groups: list[Group]) -> Table:
     note = ("From the oracle matrix: forgetting is the mean over all tasks but the last of the "
             "best earlier accuracy minus the final one; backward transfer the mean of the final "
             "accuracy minus the accuracy right after learning (the diagonal). Percentage points.")
-    return Table("forgetting", "Forgetting and backward transfer", note, columns, rows)
+    return Table("forgetting", "Forgetting and backward transfer", note, columns, rows,
+                 _keys(groups))
 
 
 def cost(groups: list[Group]) -> Table:
@@ -218,7 +226,8 @@ def cost(groups: list[Group]) -> Table:
             g.stat(lambda r: r.record.get("peak_memory_mb"))])
     note = ("Wall time of each run (variants evaluated in one run share it) and the process's "
             "peak memory.")
-    return Table("cost", "Wall time and peak memory", note, columns, rows)
+    return Table("cost", "Wall time and peak memory", note, columns, rows,
+                 [(key, "") for key in dict.fromkeys(g.key for g in groups)])
 
 
 def timing(key: str) -> Any:
