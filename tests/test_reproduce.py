@@ -218,6 +218,14 @@ BAD = [
      "id 'x' is used twice"),
     ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
      " headline: yes please}", "headline: expected true or false"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: pie, title: p}]}", "figure 1: kind 'pie': use one of tasks, ablation"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: ablation, title: p}]}", "an ablation needs x (a config field)"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: tasks, title: p, y: [speed]}]}", "y ['speed']: use accuracy"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: tasks, title: p, series: [{label: a}]}]}", "needs a label and a select"),
 ]
 
 
