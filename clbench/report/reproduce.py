@@ -17,6 +17,7 @@ import yaml
 
 from clbench.errors import ClbenchError
 from clbench.report.figures import Chart, FigureSpec, check_spec
+from clbench.report.labels import labels
 from clbench.report.published import Published, setting_matches
 from clbench.report.runs import Collection, Group, Run, Skipped, Stat, group_runs
 from clbench.report.tables import Column, Table, final, human_bytes
@@ -370,9 +371,10 @@ def headline_table(experiments: list[Experiment], found: list[Found]) -> Table:
         if not experiment.headline:
             continue
         gaps = matches(experiment, got.groups)
+        names = labels(got.groups)
         for group in got.groups:
             mine = [(ref, gap) for ref, g, gap in gaps if g is group]
-            rows.append([number, experiment.id, group.name, len(group.runs),
+            rows.append([number, experiment.id, names[id(group)], len(group.runs),
                          group.stat(final("accuracy"), 100),
                          group.stat(final("task_inference"), 100),
                          "; ".join(f"{ref.accuracy:.2f} %" for ref, _ in mine) or "—",
@@ -454,8 +456,9 @@ def groups_table(experiment: Experiment, groups: list[Group]) -> Table:
     columns += [Column("task inference (%)", "pct")] if inference else []
     columns += [Column(x.label) for x in experiment.extras] + [Column("bytes")]
     rows = []
+    names = labels(groups)
     for g in groups:
-        row = [g.name, len(g.runs), g.seeds, g.config["tasks"],
+        row = [names[id(g)], len(g.runs), g.seeds, g.config["tasks"],
                g.stat(final("accuracy"), 100)]
         row += [g.stat(final("task_inference"), 100)] if inference else []
         row += [x.cell(g.stat(x.get), len(g.runs)) for x in experiment.extras]
@@ -486,13 +489,14 @@ def references_table(experiment: Experiment, groups: list[Group]) -> Table:
     columns = [Column("reference"), Column("value"), Column("source"), Column("clbench group"),
                Column("clbench (%)", "pct"), Column("gap (points)")]
     found = matches(experiment, groups)
+    names = labels(groups)
     rows = []
     for ref in experiment.references:
         head = [ref.label + (f" [{ref.id}]" if ref.id else ""), ref.shown(), ref.source]
         mine = [(g, gap) for r, g, gap in found if r is ref]
         for i, (g, gap) in enumerate(mine):
             shown = head if i == 0 else ["″"] * len(head)  # the same reference as above
-            rows.append(shown + [g.name, g.stat(final("accuracy"), 100), f"{gap:+.2f}"])
+            rows.append(shown + [names[id(g)], g.stat(final("accuracy"), 100), f"{gap:+.2f}"])
         if not mine:
             rows.append(head + [_unmatched(ref, groups), None, "—"])
     return Table(f"{experiment.id}-references", "Reference", "", columns, rows)
