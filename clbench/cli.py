@@ -197,6 +197,47 @@ def report(
         raise fail(str(exc)) from None
 
 
+@app.command()
+def export(
+    what: Annotated[str, Opt(help="tasks (a row per run, variant, evaluation point and task), "
+                                  "runs (a row per run and variant) or aggregate (over seeds)")]
+    = "runs",
+    format: Annotated[str, Opt("--format", help="csv or jsonl")] = "csv",
+    out: Annotated[Optional[str], Opt(help="file to write [default: standard output]")] = None,
+    results: Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
+                                               "results/]")] = None,
+    method: Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")] = None,
+    scenario: Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")] = None,
+    benchmark: Annotated[Optional[list[str]], Opt(help="only this benchmark (repeatable)")]
+    = None,
+    dataset: Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")] = None,
+    tag: Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
+    = None,
+) -> None:
+    """The records as tidy rows for R, spreadsheets and pandas (clbench.results' frames)."""
+    import warnings
+
+    from clbench import results as frames
+    from clbench.store import write_atomic
+
+    given = {"method": method, "scenario": scenario, "benchmark": benchmark,
+             "dataset": dataset, "tag": tag}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", frames.SkippedRecord)
+            text = frames.export(what, format, results, **{k: v for k, v in given.items() if v})
+    except ClbenchError as exc:
+        raise fail(str(exc)) from None
+    for warning in caught:
+        typer.echo(str(warning.message), err=True)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_atomic(Path(out), lambda handle: handle.write(text))
+        rows = text.count("\n") - (format == "csv")
+        typer.echo(f"export: {rows} rows ({what}) -> {out}", err=True)
+
+
 def main() -> None:
     """Console entry point: a one-line error instead of a traceback, always."""
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,12 +86,18 @@ def fixture_records(root: Path) -> None:
     save(root, failed)
 
 
-def csv_rows(path: Path) -> dict[str, dict[str, str]]:
+def csv_rows(path: Path, key: str = "", many: bool = False) -> dict[str, Any]:
+    """A CSV's rows by ``key`` (default: its group or run column), or lists of them."""
     import csv
 
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
-    key = "group" if "group" in rows[0] else next(iter(rows[0]))
+    key = key or next((k for k in ("group", "run") if k in rows[0]), next(iter(rows[0])))
+    if many:
+        out: dict[str, list[dict[str, str]]] = {}
+        for row in rows:
+            out.setdefault(row[key], []).append(row)
+        return out
     return {row[key]: row for row in rows}
 
 
@@ -143,7 +150,14 @@ def test_tables_hold_hand_computed_means_and_stds(report):
     assert float(cost[run]["total_s_mean"]) == pytest.approx(11.0)
     assert float(cost[run]["peak_memory_mb_mean"]) == pytest.approx(501.0)
     readme = (out / "README.md").read_text()
-    assert "| 85.00 ± 5.00 | 2.00 ± 0.00 kB |" in readme
+    board = readme.split("## 1. Permuted synthetic")[1].split("![")[0]
+    assert board.splitlines()[4:7] == [  # best first, the scenario a column
+        "| SupSup (H) | GNu | 85.00 ± 5.00 | 3 | 87.50 ± 12.50 | 2.00 kB (bits) | 9 s "
+        "| 5.00 ± 5.00 |",
+        "| SupSup (G) | GNu | 85.00 ± 5.00 | 3 | 87.50 ± 12.50 | 2.00 kB (bits) | 9 s "
+        "| 5.00 ± 5.00 |",
+        "| naive | GG | 67.50 ± 3.54 | 2 | — | 8.00 MB (bits) | 8 s | 30.00 ± 0.00 |"]
+    assert "**" not in board  # SupSup H does not lead G by more than its std
 
 
 def test_corrupt_half_written_and_failed_records_are_listed_and_skipped(report):
@@ -202,32 +216,37 @@ def test_groups_are_configs_without_their_seeds(tmp_path):
     assert len({g.key for g in groups}) == 3
 
 
-def test_plots_are_images_of_the_expected_size(report):
+def test_plots_are_settings_and_heatmaps_of_forgetting_groups(report):
     from matplotlib.image import imread
 
-    from clbench.report.plots import DPI, HEATMAP, LEGEND_LINE, PANEL
+    from clbench.report.draw import HEATMAP, MAX_HEIGHT
 
     _, out, _ = report
-    two_by_two = (round(2 * PANEL[0] * DPI), round(2 * PANEL[1] * DPI))  # gg, gnu, nns panels
-    one = (round(PANEL[0] * DPI), round(PANEL[1] * DPI))
-    heat = (round(HEATMAP[0] * DPI), round(HEATMAP[1] * DPI))
-    expected = {"accuracy-vs-tasks": two_by_two, "accuracy-vs-bytes": two_by_two,
-                "task-inference-vs-tasks": one, "nns-masks": one,
-                **{f"heatmap-{i:02d}-": heat for i in range(1, 5)}}
-    for prefix, (width, height) in expected.items():
-        (png,) = (out / "plots").glob(f"{prefix}*.png")
-        image = imread(png)
-        if prefix.startswith("heatmap"):
-            assert image.shape[:2] == (height, width), png.name
-        else:  # panels keep their size; the legend below adds a line's height per entry line
-            legend = image.shape[0] - height
-            assert image.shape[1] == width and 0 < legend <= 30 * LEGEND_LINE * DPI, png.name
-        assert image[..., :3].std() > 0.05, f"{png.name} looks blank"
-        svg = png.with_suffix(".svg").read_text()
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert pngs == ["heatmap-01-naive-gg.png", "heatmap-02-supsup-gnu-h.png",
+                    "heatmap-03-supsup-gnu-g.png",
+                    "setting-01-permuted-synthetic-lenet-2-tasks-5-iterations-per-task.png",
+                    "setting-02-permuted-synthetic-lenet-3-tasks-5-iterations-per-task.png"]
+    readme = (out / "README.md").read_text()
+    for name in pngs:
+        image = imread(out / "plots" / name)
+        assert image.shape[0] <= MAX_HEIGHT and image[..., :3].std() > 0.05, name
+        if name.startswith("heatmap"):
+            assert image.shape[:2] == (round(HEATMAP[1] * 100), round(HEATMAP[0] * 100))
+        svg = (out / "plots" / name).with_suffix(".svg").read_text()
         assert svg.startswith("<?xml") and "<dc:date>" not in svg
-        assert "![" in (out / "README.md").read_text() and f"plots/{png.name}" in (
-            out / "README.md").read_text()
-    assert len(list((out / "plots").glob("*.png"))) == len(expected)
+        assert f"(plots/{name})" in readme
+    # NNs never forgets here (0 points): listed, not drawn
+    assert "No measured forgetting (below 0.5 points): 1 group</summary>" in readme
+    assert "- Permuted synthetic · LeNet · 3 tasks · 5 iterations per task: SupSup (NNs, H)" in (
+        readme)
+    curve = csv_rows(out / "plots" / "setting-01-permuted-synthetic-lenet-2-tasks-5-"
+                     "iterations-per-task.csv", key="series", many=True)
+    # naive after 1 task: 90 and 70 -> 80 ± 14.14; after 2: 70 and 65 -> 67.5 ± 3.54
+    naive = [(r["x"], float(r["mean"]), float(r["std"])) for r in curve["naive (GG)"]]
+    assert naive == [("1", 80.0, pytest.approx(200 ** 0.5)), ("2", 67.5, pytest.approx(
+        2.5 * 2 ** 0.5))]
+    assert [float(r["mean"]) for r in curve["SupSup (GNu, H)"]] == [90.0, 85.0]
 
 
 def test_published_values_have_sources_and_show_beside_matching_groups(tmp_path):
@@ -263,7 +282,9 @@ def test_the_cli_regenerates_the_report_byte_identically_importing_no_method(rep
     assert "9 runs in 4 groups, 4 records skipped" in run.stdout
     assert run.stdout.split()[-2:] == ["False", "False"]
     ours = sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
-    assert len(ours) == 8 + 2 * 8 + 2  # tables, plots as PNG and SVG, README and manifest
+    # tables and leaderboards; two setting figures (PNG, SVG, CSV) and three heatmaps (PNG,
+    # SVG); README and manifest
+    assert len(ours) == 9 + 2 * 3 + 3 * 2 + 2
     for name in ours:
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
@@ -271,19 +292,20 @@ def test_the_cli_regenerates_the_report_byte_identically_importing_no_method(rep
 def test_a_report_owns_only_the_files_it_writes(tmp_path):
     results, out = tmp_path / "results", tmp_path / "reports"
     save(results, make_record("supsup", "gnu", 0, rows=[[0.9]]))
-    save(results, make_record("naive", "gg", 0, rows=[[0.9]], variants=("default",)))
+    save(results, make_record("naive", "gg", 0, rows=[[0.9], [0.5, 0.9]], variants=("default",)))
     (out / "benchmarks").mkdir(parents=True)
     (out / "benchmarks" / "speed.md").write_text("not ours")
     (out / "plots").mkdir()
     (out / "plots" / "mine.png").write_text("not ours either")
     write_report(results, out)
-    stale = next((out / "plots").glob("heatmap-02-*.svg"))
+    stale = [next((out / "plots").glob("setting-02-*.csv")),
+             next((out / "plots").glob("heatmap-01-naive-*.svg"))]
     for path in results.glob("naive-*/record.json"):
         path.unlink()
     write_report(results, out)  # removes what it wrote before and no longer writes
-    assert not stale.exists()
-    assert [p.name for p in (out / "plots").glob("heatmap-*.png")] == [
-        "heatmap-01-supsup-h-gnu-permuted-synthetic-lenet.png"]
+    assert not any(p.exists() for p in stale)
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == ["mine.png",
+        "setting-01-permuted-synthetic-lenet-1-tasks-5-iterations-per-task.png"]
     assert (out / "benchmarks" / "speed.md").read_text() == "not ours"
     assert (out / "plots" / "mine.png").read_text() == "not ours either"
 
@@ -302,31 +324,230 @@ def test_cli_report_errors_are_one_line(tmp_path):
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(not (REPO / "reports" / ".clbench-report").is_file(),
-                    reason="not a source checkout with a committed report")
-def test_the_committed_report_matches_the_committed_records(tmp_path, monkeypatch):
-    """`clbench report` over the committed records and reproduce.yaml regenerates the committed
-    report (local runs lying in results/ are left out: only tracked records count)."""
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    """`clbench report` over the committed records and reproduce.yaml, in a copy of the
+    checkout (local runs lying in results/ are left out: only tracked records count), with
+    every chart it drew."""
+    if not (REPO / "reports" / ".clbench-report").is_file():
+        pytest.skip("not a source checkout with a committed report")
     listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "results"], text=True,
                             capture_output=True)
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
+    tmp = tmp_path_factory.mktemp("checkout")
     for name in listed.stdout.split():
         if name.endswith("record.json"):
-            target = tmp_path / name
+            target = tmp / name
             target.parent.mkdir(parents=True)
             target.write_bytes((REPO / name).read_bytes())
     for name in ("reproduce.yaml", "README.md"):  # beside results/, as in the checkout
         if (REPO / name).is_file():
-            (tmp_path / name).write_bytes((REPO / name).read_bytes())
-    monkeypatch.chdir(tmp_path)
-    write_report("results", tmp_path / "reports", Filters())
+            (tmp / name).write_bytes((REPO / name).read_bytes())
+    from clbench.report import draw
+
+    charts = []
+    original = draw.draw
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp)
+        patch.setattr(draw, "draw", lambda chart, kind, folder: charts.append(
+            original(chart, kind, folder)) or charts[-1])
+        write_report("results", tmp / "reports", Filters())
+    return tmp, charts
+
+
+def test_the_committed_report_matches_the_committed_records(committed):
+    tmp, _ = committed
     owned = (REPO / "reports" / ".clbench-report").read_text().split()
-    assert (tmp_path / "reports" / ".clbench-report").read_text().split() == owned
+    assert (tmp / "reports" / ".clbench-report").read_text().split() == owned
     for name in owned:
-        assert (tmp_path / "reports" / name).read_bytes() == (
-            REPO / "reports" / name).read_bytes(), (
+        assert (tmp / "reports" / name).read_bytes() == (REPO / "reports" / name).read_bytes(), (
             f"reports/{name} is stale: run clbench report and commit it")
     if (REPO / "README.md").is_file():  # the report refreshed its headline block
-        assert (tmp_path / "README.md").read_bytes() == (REPO / "README.md").read_bytes(), (
+        assert (tmp / "README.md").read_bytes() == (REPO / "README.md").read_bytes(), (
             "README.md's headline table is stale: run clbench report and commit it")
+
+
+def test_the_readme_opens_with_its_settings_and_a_figure(committed):
+    tmp, _ = committed
+    lines = (tmp / "reports" / "README.md").read_text().splitlines()
+    index = lines.index("## Settings")
+    assert index < 12 and lines[index + 2].startswith("| # | setting |")
+    first = next(i for i, line in enumerate(lines) if line.startswith("!["))
+    assert first < 80, f"the first figure is on line {first + 1}"
+    settings = [line for line in lines if line.startswith("## ") and line[3].isdigit()]
+    assert settings[:2] == ["## 1. PermutedMNIST · LeNet · 250 tasks · 1,000 iterations per task",
+                            "## 2. PermutedMNIST · LeNet · 50 tasks · 1,000 iterations per task"]
+    text = "\n".join(lines)
+    board = text.split(settings[1])[1].split("![")[0]  # GNu and GG methods on one board
+    assert "| SupSup (H) · output 100 (+2 other configs below) | GNu | 93.67 ± 0.05 | 3 |" in board
+    assert "| PSP | GG | 83.69 ± 0.67 | 3 |" in board
+    assert "| Upper Bound | GG | **93.89 ± 0.03** | 3 |" in board  # leads by more than 0.03
+    assert max(len(line) for line in lines if line.startswith("## ")) < 100
+
+
+def _expected(row: dict[str, str], records: list[dict]) -> list[float]:
+    """The values a figure's point averages, recomputed from the records."""
+    from clbench.report.runs import flat_config
+
+    values = []
+    for record in records:
+        if row["x_is"] == "after_tasks":
+            if row["metric"] == "masks_allocated":
+                values.append(record["extras"]["masks_allocated"][int(row["x"]) - 1])
+                continue
+            point = next(p for p in record["checkpoints"]
+                         if p["after_tasks"] == int(row["x"]))
+            per_task = point[row["metric"]][row["variant"]]
+            values.append(sum(per_task) / len(per_task) * 100)
+        else:
+            values.append(record["final"][row["variant"]][row["metric"]] * 100)
+            if row["x_is"].startswith("bytes."):
+                encoding = row["x_is"].removeprefix("bytes.")
+                assert float(row["x"]) == pytest.approx(
+                    record["checkpoints"][-1]["bytes"][encoding]["bytes"], rel=0.5)
+            elif row["x_is"]:
+                assert float(row["x"]) == float(flat_config(record["config"])[row["x_is"]])
+    return values
+
+
+def test_every_figures_numbers_equal_the_records(committed):
+    import json
+    import statistics
+
+    tmp, _ = committed
+    by_config: dict[str, list[dict]] = {}
+    for path in (tmp / "results").glob("*/record.json"):
+        record = json.loads(path.read_text())
+        by_config.setdefault(RunConfig.from_dict(record["config"]).group_key, []).append(record)
+    from clbench.report import reproduce
+
+    experiments = reproduce.load(tmp / "reproduce.yaml", published_values.load())
+    checked = 0
+    for table in sorted((tmp / "reports" / "plots").glob("*.csv")):
+        # an experiment's figure shows the records carrying its tags; a setting's, all
+        owner = next((e for e in experiments if table.stem.startswith(f"{e.id}-")), None)
+        for row in (r for rows in csv_rows(table, key="series", many=True).values()
+                    for r in rows):
+            if row["status"] != "measured":
+                continue
+            records = [r for r in by_config[row["config"]]
+                       if owner is None or owner.selects(r["config"]["tags"])]
+            values = _expected(row, records)
+            assert int(row["n"]) == len(values), table.name
+            assert float(row["mean"]) == pytest.approx(statistics.fmean(values), abs=1e-6), (
+                table.name, row["series"], row["x"])
+            if len(values) > 1:
+                assert float(row["std"]) == pytest.approx(statistics.stdev(values), abs=1e-6)
+            checked += 1
+    assert checked > 300
+
+
+PAPER_FIGURES = {  # experiment id -> figures drawn beside it
+    "permuted-lenet-250": ["fig3"], "permuted-lenet-50": ["fig3"], "nns-100": ["masks"],
+    "output-size-50": ["fig6"], "rotated-fc1024-36": ["fig5"],
+    "hopsupsup-split-mnist": ["recovery"], "split-cifar10-jpg-gg": ["fig2"],
+    "exssnet-split-mnist": ["density"], "exssnet-permuted-mnist": ["density"]}
+
+
+def test_the_reproduction_page_shows_the_papers_figures_beside_their_experiments(committed):
+    tmp, _ = committed
+    page = (tmp / "reports" / "REPRODUCTION.md").read_text()
+    sections = {s.split("- id: `")[1].split("`")[0]: s for s in page.split("\n## ")[1:]
+                if "- id: `" in s}
+    for ident, stems in PAPER_FIGURES.items():
+        for stem in stems:
+            assert f"(plots/{ident}-{stem}.png)" in sections[ident], ident
+            assert f"(plots/{ident}-{stem}.csv)" in sections[ident], ident
+    for ident in ("permuted-lenet-2500", "permuted-fc1024-250"):  # Fig. 4, FC-1024
+        assert "not run yet (no record of its series)" in sections[ident]
+        assert "](plots/" not in sections[ident]
+    fig3 = csv_rows(tmp / "reports" / "plots" / "permuted-lenet-250-fig3.csv", key="series")
+    assert fig3["BatchE (GG): not run yet"]["status"] == "not run yet"
+    assert fig3["published: SupSup (GNu), 250 tasks"]["mean"] == "94.91"
+    assert "not run yet: BatchE (GG), PSP (GG), Upper Bound (GG)" in sections[
+        "permuted-lenet-250"]
+
+
+def test_every_chart_is_readable(committed):
+    from matplotlib.image import imread
+
+    from clbench.report.draw import MAX_HEIGHT
+    from clbench.report.figures import MAX_SERIES
+
+    tmp, charts = committed
+    assert len(charts) >= 9 + 11
+    colours: dict[str, set] = {}
+    for chart in charts:
+        height, width = imread(tmp / "reports" / "plots" / f"{chart.stem}.png").shape[:2]
+        assert (width, height) == chart.size and height <= MAX_HEIGHT, chart.stem
+        for panel in chart.panels:
+            assert len(panel.series) <= MAX_SERIES and panel.legend_entries() <= 10
+            assert any(s.points for s in panel.series), f"{chart.stem}: an empty panel"
+            if panel.percent:
+                assert 0 <= panel.limits[0] < panel.limits[1] <= 100, chart.stem
+            for s in panel.series:
+                if s.look is not None:
+                    method = s.label.split(" (")[0].split(" · ")[0]
+                    colours.setdefault(method, set()).add(s.look.color)
+    # one colour per method (tints of it where a panel shows several of its configs)
+    assert len({min(c) for c in colours["BatchE"]}) == 1
+    assert len({min(c) for c in colours["Upper Bound"]}) == 1
+
+
+def test_exported_rows_rebuild_the_reports_tables_exactly(report, tmp_path):
+    """`clbench export` of runs and of tasks, read back by pandas and aggregated over seeds by
+    clbench.results, gives every number of the report's tables (as the CSVs print them)."""
+    import pandas as pd
+
+    from clbench.report.tables import number as _number
+    from clbench.results import aggregate
+
+    root, out, _ = report
+    frames = {}
+    for what, fmt in (("runs", "csv"), ("runs", "jsonl"), ("tasks", "csv")):
+        target = tmp_path / f"{what}.{fmt}"
+        done = subprocess.run([sys.executable, "-m", "clbench", "export", "--what", what,
+                               "--format", fmt, "--results", str(root), "--out", str(target)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.count("skipped ") == 4  # as the report: each unusable record named
+        frames[what, fmt] = (pd.read_csv(target) if fmt == "csv"
+                             else pd.read_json(target, lines=True, dtype=False))
+    assert len(frames["runs", "csv"]) == 9 and len(frames["tasks", "csv"]) == 30
+    for fmt in ("csv", "jsonl"):
+        stats = aggregate(frames["runs", fmt]).set_index(["group", "variant"])
+        checked = 0
+        for slug, columns in (("accuracy-bytes", {"accuracy_pct": "accuracy",
+                                                  "bytes_bits": "bytes_bits"}),
+                              ("task-inference", {"task_inference_pct": "task_inference",
+                                                  "oracle_accuracy_pct": "oracle_accuracy"}),
+                              ("forgetting", {"forgetting_pp": "forgetting",
+                                              "backward_transfer_pp": "backward_transfer"})):
+            for row in csv_rows(out / "tables" / f"{slug}.csv").values():
+                mine = stats.loc[(row["config"], row["variant"])]
+                for table_column, metric in columns.items():
+                    for stat in ("mean", "std"):
+                        value = mine[f"{metric}_{stat}"]
+                        shown = _number(None if pd.isna(value) else float(value))
+                        assert row[f"{table_column}_{stat}"] == shown, (slug, row["group"])
+                        checked += 1
+        assert checked == 3 * 4 * 2 * 2
+    tasks = frames["tasks", "csv"]
+    per_run = tasks.groupby(["record", "group", "variant", "seed", "after_tasks"],
+                            as_index=False)["accuracy"].mean()
+    curves = aggregate(per_run, by=["group", "variant", "after_tasks"], metrics=["accuracy"])
+    curves = curves.set_index(["group", "variant", "after_tasks"])
+    compared = 0
+    for row in csv_rows(out / "tables" / "accuracy-by-tasks.csv").values():
+        shown = [int(k.split("_")[1]) for k in row if k.startswith("after_") and k.endswith(
+            "_mean")]
+        assert shown == [2, 3]  # each group's last evaluation point
+        for after in shown:
+            compared += 1
+            if (row["config"], row["variant"], after) in curves.index:
+                mean = curves.loc[(row["config"], row["variant"], after), "accuracy_mean"]
+                assert row[f"after_{after}_mean"] == _number(float(mean))
+            else:
+                assert row[f"after_{after}_mean"] == ""
+    assert compared == 4 * 2

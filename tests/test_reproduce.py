@@ -118,7 +118,7 @@ def test_the_page_holds_hand_computed_means_and_stds(page):
     a = section(page, 1)
     # final accuracies 80, 90, 85 -> 85 ± 5; task inference 50, 75, 100 -> 75 ± 25;
     # bits 1000, 2000, 3000 -> 2000 ± 1000
-    assert ("| supsup H · gnu · permuted · synthetic · lenet | 3 | 0, 1, 2 | 2 | 85.00 ± 5.00 | "
+    assert ("| SupSup (GNu, H) | 3 | 0, 1, 2 | 2 | 85.00 ± 5.00 | "
             "75.00 ± 25.00 | bits 2.00 ± 1.00 kB |") in a
     assert "status: 3 records found: 6 runs in 2 groups, 1 failed or unreadable" in a
     assert "machine time: 6.0 min at 1 thread (3 records)" in a  # 3 × 120 s
@@ -165,9 +165,9 @@ def test_the_headline_has_a_row_per_group_of_the_marked_experiments(page):
     rows = [line for line in head.splitlines() if line.startswith("| ") and "---" not in line]
     assert rows[0].startswith("| # | experiment | group |")
     assert rows[1:] == [
-        "| 1 | a | supsup H · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 "
+        "| 1 | a | SupSup (GNu, H) | 3 | 85.00 ± 5.00 "
         "| 75.00 ± 25.00 | 90.00 % | -5.00 |",
-        "| 1 | a | supsup G · gnu · permuted · synthetic · lenet | 3 | 85.00 ± 5.00 "
+        "| 1 | a | SupSup (GNu, G) | 3 | 85.00 ± 5.00 "
         "| 75.00 ± 25.00 | 90.00 % | -5.00 |",
         "| 2 | never | not run yet | — | — | — | — | — |",
     ]  # experiments b and paper are not marked
@@ -218,6 +218,14 @@ BAD = [
      "id 'x' is used twice"),
     ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
      " headline: yes please}", "headline: expected true or false"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: pie, title: p}]}", "figure 1: kind 'pie': use one of tasks, ablation"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: ablation, title: p}]}", "an ablation needs x (a config field)"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: tasks, title: p, y: [speed]}]}", "y ['speed']: use accuracy"),
+    ("experiments:\n  - {id: x, title: t, tag: t, budget: 1 h, commands: ['clbench sweep --tag t'],"
+     " figures: [{kind: tasks, title: p, series: [{label: a}]}]}", "needs a label and a select"),
 ]
 
 

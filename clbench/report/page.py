@@ -1,8 +1,9 @@
-"""Write the report folder: ``README.md`` (tables and plots), ``tables/*.csv``,
-``plots/*.png|svg``, and ``REPRODUCTION.md`` when there is a ``reproduce.yaml``. The report owns
-only the files it lists in its manifest, and removes those of an earlier report that it no
-longer writes; the repository's own report (into ``reports/`` beside ``reproduce.yaml``) also
-refreshes the headline block of the README there."""
+"""Write the report folder: ``README.md`` (settings with leaderboards and figures),
+``tables/*.csv``, ``plots/*.png|svg|csv`` (each figure with its plotted numbers), and
+``REPRODUCTION.md`` (the paper's figures per experiment) when there is a ``reproduce.yaml``.
+The report owns only the files it lists in its manifest, and removes those of an earlier
+report that it no longer writes; the repository's own report (into ``reports/`` beside
+``reproduce.yaml``) also refreshes the headline block of the README there."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from clbench.errors import ClbenchError
-from clbench.report import published, reproduce, tables
+from clbench.report import figures, published, readme, reproduce, tables
+from clbench.report.figures import Chart, FigureSpec
 from clbench.report.runs import Collection, Filters, collect
 from clbench.store import write_atomic
 
@@ -36,25 +38,53 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
     values = published.load()
     source = reproduce.find(collection.root, reproduce_file)
     experiments = reproduce.load(source, values) if source else []
-    all_tables = tables.build(collection.groups, values, collection.skipped)
+    everything = collection if filters == Filters() or not source else collect(results)
+    methods = sorted({g.config["method"] for g in everything.groups})
+    headline = [e.tag for e in experiments if e.headline]
+    preferred = {e.tag for e in experiments}
+    boards = readme.settings(collection.groups, headline, preferred, methods)
+    all_tables = {t.slug: t for t in tables.build(collection.groups, values,
+                                                  collection.skipped)}
     written = []
-    for table in all_tables:
-        path = f"tables/{table.slug}.csv"
-        write_text(out / path, csv_text(table.csv_rows()))
-        written.append(path)
-    figures = []
-    if collection.groups:
-        from clbench.report import plots  # matplotlib and seaborn are slow to import
+    for table in all_tables.values():
+        written.append(write_text(out, f"tables/{table.slug}.csv", csv_text(table.csv_rows())))
+    if boards:
+        written.append(write_text(out, "tables/leaderboard.csv",
+                                  csv_text(readme.leaderboards_csv(boards))))
+    heatmaps: list[tuple[str, str]] = []
+    quiet: list[str] = []
+    charts: dict[str, list[tuple[FigureSpec, Chart | None]]] = {}
+    if collection.groups or experiments:
+        from clbench.report import draw  # matplotlib and seaborn are slow to import
 
-        figures = plots.render(collection.groups, values, out / "plots")
-    written += [f"plots/{p.stem}.{ext}" for p in figures for ext in ("png", "svg")]
-    write_text(out / "README.md", readme(collection, filters, all_tables, figures))
-    written.append("README.md")
+        for board in boards:
+            written += _chart(draw, board.chart, "tasks", out)
+        forgetting, others = readme.forgetting_groups(collection.groups)
+        titles = {id(g): f"{b.title}: {b.full[id(g)]}" for b in boards for g in b.groups}
+        full = {id(g): (b.full[id(g)], b.title) for b in boards for g in b.groups}
+        for i, group in enumerate(forgetting, 1):
+            label, setting = full[id(group)]
+            stem = f"heatmap-{i:02d}-{draw.slug(label)}"
+            draw.heatmap(group, label, setting, stem, out / "plots")
+            written += [f"plots/{stem}.{ext}" for ext in ("png", "svg")]
+            heatmaps.append((stem, titles[id(group)]))
+        quiet = [titles[id(g)] for g in others]
+        for experiment in experiments:
+            found = reproduce.find_runs(experiment, everything)
+            refs = reproduce.chart_refs(experiment)
+            charts[experiment.id] = []
+            for spec in experiment.figures:
+                stem = f"{experiment.id}-{spec.id}"
+                chart = figures.experiment_chart(spec, stem, found.groups, methods, refs)
+                if chart is not None:
+                    written += _chart(draw, chart, spec.kind, out)
+                charts[experiment.id].append((spec, chart))
+    written.append(write_text(out, "README.md", readme.render(
+        collection, filters, boards, all_tables, heatmaps, quiet, bool(source))))
     updated = None
     if source:
-        everything = collection if filters == Filters() else collect(results)
-        write_text(out / reproduce.PAGE, reproduce.render(experiments, everything, source.name))
-        written.append(reproduce.PAGE)
+        written.append(write_text(out, reproduce.PAGE, reproduce.render(
+            experiments, everything, source.name, charts)))
         updated = sync_readme_headline(source, out, experiments, everything)
     clean(out, written)
     runs = sum(len(g.runs) for g in collection.groups)
@@ -67,6 +97,14 @@ def write_report(results: str | Path | None, out: str | Path = "reports",
             lines.append(f"headline table updated in {updated}")
     lines += [f"skipped {collection.root / s.path}: {s.reason}" for s in collection.skipped]
     return "\n".join(lines)
+
+
+def _chart(draw: Any, chart: Chart, kind: str, out: Path) -> list[str]:
+    """Draw a chart and write its plotted numbers beside it; the files written."""
+    draw.draw(chart, kind, out / "plots")
+    return [write_text(out, f"plots/{chart.stem}.csv", csv_text(
+        [[tables.number(v) for v in row] for row in chart.csv_rows()])),
+        *(f"plots/{chart.stem}.{ext}" for ext in ("png", "svg"))]
 
 
 def sync_readme_headline(source: Path, out: Path, experiments: list[reproduce.Experiment],
@@ -92,9 +130,11 @@ def available(collection: Collection) -> str:
     return "; ".join(parts) or "the records have no readable configs"
 
 
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+def write_text(out: Path, name: str, text: str) -> str:
+    """Write ``text`` atomically as ``out/name`` (a reader never sees half a report file);
+    returns ``name`` for the manifest."""
+    write_atomic(out / name, lambda handle: handle.write(text))
+    return name
 
 
 def csv_text(rows: list[list[str]]) -> str:
@@ -110,41 +150,4 @@ def clean(out: Path, written: list[str]) -> None:
     for name in sorted(set(old) - set(written)):
         if name.startswith(OWNED) and ".." not in name:
             (out / name).unlink(missing_ok=True)
-    write_text(manifest, "".join(f"{name}\n" for name in sorted(written)))
-
-
-def readme(collection: Collection, filters: Filters, all_tables: list[tables.Table],
-           figures: list[Any]) -> str:
-    by_slug = {t.slug: t for t in all_tables}
-    runs = sum(len(g.runs) for g in collection.groups)
-    parts = [
-        "# clbench report",
-        "",
-        f"Generated by `clbench report` from the records in `{collection.root}` (filters: "
-        f"{filters.describe()}); regenerate it rather than editing it. "
-        f"{collection.records} records read: {runs} runs (a run per record and variant) in "
-        f"{len(collection.groups)} groups, {len(collection.skipped)} skipped.",
-        "",
-        "Accuracies are percentages. Cells are mean ± sample standard deviation over a "
-        "group's seeds (no ± with one seed); `n` is the number of seeds.",
-    ]
-
-    def section(slug: str) -> None:
-        table = by_slug[slug]
-        parts.extend(["", f"## {table.title}", "", table.note, ""])
-        parts.append(table.markdown() if table.rows else "_None._")
-        parts.extend(["", f"CSV: [tables/{slug}.csv](tables/{slug}.csv)"])
-
-    if collection.groups:
-        for slug in ("accuracy-bytes", "accuracy-by-tasks", "task-inference", "forgetting",
-                     "cost"):
-            section(slug)
-        parts.extend(["", "## Plots"])
-        for plot in figures:
-            parts.extend(["", f"### {plot.title}", "", plot.caption, "",
-                          f"![{plot.title}](plots/{plot.stem}.png)", "",
-                          f"[SVG](plots/{plot.stem}.svg)"])
-        section("published")
-        section("groups")
-    section("skipped")
-    return "\n".join(parts) + "\n"
+    write_text(out, MANIFEST, "".join(f"{name}\n" for name in sorted(written)))

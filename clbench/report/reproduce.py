@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from clbench.errors import ClbenchError
+from clbench.report.figures import Chart, FigureSpec, check_spec
+from clbench.report.labels import labels
 from clbench.report.published import Published, setting_matches
 from clbench.report.runs import Collection, Group, Run, Skipped, Stat, group_runs
 from clbench.report.tables import Column, Table, final, human_bytes
@@ -26,7 +28,7 @@ GAP_NOTE = 2.0  # points: a larger gap to a reference needs a note on its cause
 WIDTH = 92  # where a shown command wraps
 
 REQUIRED = ("id", "title", "tag", "commands", "budget")
-OPTIONAL = ("also_tags", "reference", "extras", "notes", "headline")
+OPTIONAL = ("also_tags", "reference", "extras", "notes", "headline", "figures")
 README_START = "<!-- reproduction-headline:start -->"  # the block `clbench report` keeps in sync
 README_END = "<!-- reproduction-headline:end -->"
 REFERENCE_KEYS = ("label", "source", "accuracy", "value", "setting")
@@ -107,6 +109,7 @@ class Experiment:
     extras: tuple[Extra, ...] = ()
     notes: str = ""
     headline: bool = False
+    figures: tuple[FigureSpec, ...] = ()
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -198,9 +201,13 @@ def _experiment(item: Any, prefix: str, index: int,
     headline = item.get("headline", False)
     if not isinstance(headline, bool):
         raise ClbenchError(f"{where} headline: expected true or false, got {headline!r}")
+    figures = tuple(check_spec(f"{where} figure", f, i) for i, f in enumerate(
+        _list(f"{where} figures", item.get("figures")), 1))
+    if len({f.id for f in figures}) < len(figures):
+        raise ClbenchError(f"{where}: two figures share an id: give each its own")
     return Experiment(ident, _text(f"{where} title", item["title"]), tags[0], tags[1:],
                       commands, _text(f"{where} budget", str(item["budget"])), references,
-                      extras, notes, headline)
+                      extras, notes, headline, figures)
 
 
 def _command(where: str, command: Any, tags: tuple[str, ...]) -> str:
@@ -297,6 +304,15 @@ def _duration(seconds: float) -> str:
     return f"{minutes:.1f} min" if minutes < 100 else f"{minutes / 60:.2f} h"
 
 
+def chart_refs(experiment: Experiment) -> list[tuple[str, float, float, dict[str, Any]]]:
+    """The experiment's reference values with an accuracy and a number of tasks, as points
+    (label, tasks, accuracy, setting) for its accuracy-vs-tasks figures."""
+    return [(f"{'published' if r.id else 'reference'}: {r.label}", float(r.setting["tasks"]),
+             r.accuracy, r.setting)
+            for r in experiment.references if r.accuracy is not None and r.setting
+            and isinstance(r.setting.get("tasks"), int | float)]
+
+
 def find_runs(experiment: Experiment, collection: Collection) -> Found:
     runs = [r for g in collection.groups for r in g.runs
             if experiment.selects(r.config.get("tags"))]
@@ -304,8 +320,10 @@ def find_runs(experiment: Experiment, collection: Collection) -> Found:
     return Found(runs, group_runs(runs), failed)
 
 
-def render(experiments: list[Experiment], collection: Collection, source: str) -> str:
-    """The page: a summary table, then a section per experiment."""
+def render(experiments: list[Experiment], collection: Collection, source: str,
+           charts: dict[str, list[tuple[FigureSpec, Chart | None]]] | None = None) -> str:
+    """The page: a summary table, then a section per experiment with its figures
+    (``charts``, drawn by the report, by experiment id)."""
     found = [find_runs(e, collection) for e in experiments]
     parts = [
         "# Reproduction",
@@ -329,7 +347,7 @@ def render(experiments: list[Experiment], collection: Collection, source: str) -
                   "README shows this table).", "",
                   headline_table(experiments, found).markdown()]
     for number, (experiment, got) in enumerate(zip(experiments, found), 1):
-        parts += ["", *section(number, experiment, got)]
+        parts += ["", *section(number, experiment, got, (charts or {}).get(experiment.id, []))]
     return "\n".join(parts) + "\n"
 
 
@@ -353,9 +371,10 @@ def headline_table(experiments: list[Experiment], found: list[Found]) -> Table:
         if not experiment.headline:
             continue
         gaps = matches(experiment, got.groups)
+        names = labels(got.groups)
         for group in got.groups:
             mine = [(ref, gap) for ref, g, gap in gaps if g is group]
-            rows.append([number, experiment.id, group.name, len(group.runs),
+            rows.append([number, experiment.id, names[id(group)], len(group.runs),
                          group.stat(final("accuracy"), 100),
                          group.stat(final("task_inference"), 100),
                          "; ".join(f"{ref.accuracy:.2f} %" for ref, _ in mine) or "—",
@@ -381,7 +400,8 @@ def with_headline(readme: str, table: str) -> str | None:
     return f"{readme[:start + len(README_START)]}\n{table}\n{readme[end:]}"
 
 
-def section(number: int, experiment: Experiment, found: Found) -> list[str]:
+def section(number: int, experiment: Experiment, found: Found,
+            charts: list[tuple[FigureSpec, Chart | None]] = ()) -> list[str]:
     tags = f"`{experiment.tag}`" + (
         f" (also `{'`, `'.join(experiment.also_tags)}`)" if experiment.also_tags else "")
     lines = [f"## {number}. {experiment.title}", "",
@@ -392,6 +412,13 @@ def section(number: int, experiment: Experiment, found: Found) -> list[str]:
              "", "```bash", *(wrap(c) for c in experiment.commands), "```", ""]
     lines.append(groups_table(experiment, found.groups).markdown() if found.groups
                  else "_No runs yet._")
+    for spec, chart in charts:
+        if chart is None:
+            lines += ["", f"**{spec.title}**: not run yet (no record of its series)."]
+        else:
+            lines += ["", f"![{spec.title}](plots/{chart.stem}.png)", "",
+                      f"**{spec.title}**. {chart.caption} Plotted numbers: "
+                      f"[CSV](plots/{chart.stem}.csv)."]
     lines += ["", "Reference:", ""]
     references = references_table(experiment, found.groups)
     lines.append(references.markdown() if references.rows
@@ -429,8 +456,9 @@ def groups_table(experiment: Experiment, groups: list[Group]) -> Table:
     columns += [Column("task inference (%)", "pct")] if inference else []
     columns += [Column(x.label) for x in experiment.extras] + [Column("bytes")]
     rows = []
+    names = labels(groups)
     for g in groups:
-        row = [g.name, len(g.runs), g.seeds, g.config["tasks"],
+        row = [names[id(g)], len(g.runs), g.seeds, g.config["tasks"],
                g.stat(final("accuracy"), 100)]
         row += [g.stat(final("task_inference"), 100)] if inference else []
         row += [x.cell(g.stat(x.get), len(g.runs)) for x in experiment.extras]
@@ -461,13 +489,14 @@ def references_table(experiment: Experiment, groups: list[Group]) -> Table:
     columns = [Column("reference"), Column("value"), Column("source"), Column("clbench group"),
                Column("clbench (%)", "pct"), Column("gap (points)")]
     found = matches(experiment, groups)
+    names = labels(groups)
     rows = []
     for ref in experiment.references:
         head = [ref.label + (f" [{ref.id}]" if ref.id else ""), ref.shown(), ref.source]
         mine = [(g, gap) for r, g, gap in found if r is ref]
         for i, (g, gap) in enumerate(mine):
             shown = head if i == 0 else ["″"] * len(head)  # the same reference as above
-            rows.append(shown + [g.name, g.stat(final("accuracy"), 100), f"{gap:+.2f}"])
+            rows.append(shown + [names[id(g)], g.stat(final("accuracy"), 100), f"{gap:+.2f}"])
         if not mine:
             rows.append(head + [_unmatched(ref, groups), None, "—"])
     return Table(f"{experiment.id}-references", "Reference", "", columns, rows)

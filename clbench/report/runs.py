@@ -1,4 +1,4 @@
-"""Records into runs and groups: checks, filters, and grouping of seeds (no method imported).
+"""Records (read by ``clbench.results``) into runs and groups of seeds, and their names.
 
 A run is one record and one of its variants; a group holds the runs whose configs differ only
 in their seeds (``RunConfig.group_key``) and shares their variant.
@@ -6,60 +6,22 @@ in their seeds (``RunConfig.group_key``) and shares their variant.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clbench.config import RunConfig
-from clbench.errors import ClbenchError
 from clbench.metrics import average
-from clbench.store import Store
+from clbench.results import Filters, Records, Skipped, problem, read, summarize
+from clbench.results import Summary as Stat
+
+__all__ = ["Collection", "Filters", "Group", "Run", "Skipped", "Stat", "collect", "group_runs",
+           "name_groups", "problem"]
 
 #: Config fields every group name shows; other fields appear only where they tell groups apart.
 BASE = ("method", "scenario", "benchmark", "dataset", "model")
 NOT_NAMED = {"seed", "data_seed", "tags", *BASE}
 MAX_EXTRAS = 4
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Keep records whose config has one of the given values (empty: keep all)."""
-
-    method: tuple[str, ...] = ()
-    scenario: tuple[str, ...] = ()
-    benchmark: tuple[str, ...] = ()
-    dataset: tuple[str, ...] = ()
-    tag: tuple[str, ...] = ()
-
-    def keep(self, config: dict[str, Any]) -> bool:
-        for key in ("method", "scenario", "benchmark", "dataset"):
-            wanted = getattr(self, key)
-            if wanted and config.get(key) not in wanted:
-                return False
-        return not self.tag or bool(set(self.tag) & set(config.get("tags") or []))
-
-    def describe(self) -> str:
-        given = [f"--{k} {v}" for k in ("method", "scenario", "benchmark", "dataset", "tag")
-                 for v in getattr(self, k)]
-        return " ".join(given) or "none"
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Mean, sample standard deviation (None below two values) and count of some values."""
-
-    mean: float | None
-    std: float | None
-    n: int
-
-    @classmethod
-    def of(cls, values: list[float | None], scale: float = 1.0) -> Stat:
-        present = [v * scale for v in values if v is not None]
-        if not present:
-            return cls(None, None, 0)
-        std = statistics.stdev(present) if len(present) > 1 else None
-        return cls(statistics.fmean(present), std, len(present))
 
 
 @dataclass(frozen=True)
@@ -127,19 +89,12 @@ class Group:
 
     def stat(self, get: Any, scale: float = 1.0) -> Stat:
         """Stat over the runs of ``get(run)``."""
-        return Stat.of([get(r) for r in self.runs], scale)
+        return summarize([get(r) for r in self.runs], scale)
 
     def curve(self, kind: str, scale: float = 100.0) -> dict[int, Stat]:
         curves = [r.curve(kind) for r in self.runs]
         points = sorted({t for c in curves for t in c})
-        return {t: Stat.of([c.get(t) for c in curves], scale) for t in points}
-
-
-@dataclass(frozen=True)
-class Skipped:
-    path: str
-    reason: str
-    tags: tuple[str, ...] = ()  # the record's tags, when it could be read
+        return {t: summarize([c.get(t) for c in curves], scale) for t in points}
 
 
 @dataclass
@@ -151,66 +106,17 @@ class Collection:
     skipped: list[Skipped]
     records: int = 0
     available: dict[str, set[str]] = field(default_factory=dict)
-
-
-def problem(record: dict[str, Any]) -> str:
-    """Why a loaded record cannot be reported ("" when it can)."""
-    if record["status"] != "complete":
-        error = str(record.get("error") or "no error given").strip().splitlines() or [""]
-        return f"{record['status']}: {error[0]}"
-    try:
-        RunConfig.from_dict(record["config"])
-        variants = record["variants"]
-        if not record["checkpoints"] or not variants:
-            return "no checkpoints or variants"
-        for point in record["checkpoints"]:
-            if len(point["oracle"]) != point["after_tasks"]:
-                return f"checkpoint after {point['after_tasks']} tasks has a short oracle row"
-            for v in variants:
-                if len(point["accuracy"][v]) != point["after_tasks"]:
-                    return f"checkpoint after {point['after_tasks']} tasks misses accuracies"
-                _ = point["task_inference"][v]  # must exist, may be null
-        _ = [record["final"][v]["accuracy"] for v in variants]
-        _ = record["diagonal"], record["timing"]["total_s"]
-    except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        return f"malformed record ({type(exc).__name__}: {exc})"
-    return ""
+    source: Records | None = None  # what ``clbench.results.read`` returned
 
 
 def collect(results: str | Path | None, filters: Filters = Filters()) -> Collection:
-    """Read every record under ``results``; keep complete ones that pass ``filters``, list
-    the others (except those the filters exclude) as skipped, and group the rest."""
-    store = Store(results)
-    skipped: list[Skipped] = []
-    runs: list[Run] = []
-    seen: dict[str, str] = {}
-    available: dict[str, set[str]] = {k: set() for k in ("method", "scenario", "benchmark",
-                                                         "dataset", "tag")}
-    count = 0
-    for path, record, reason in store.records():
-        count += 1
-        rel = path.relative_to(store.root).as_posix()
-        if record is None:
-            skipped.append(Skipped(rel, reason.replace(f"record {path} ", "")))
-            continue
-        config = record["config"] if isinstance(record["config"], dict) else {}
-        for key in ("method", "scenario", "benchmark", "dataset"):
-            available[key].add(str(config.get(key)))
-        available["tag"].update(config.get("tags") or [])
-        if not filters.keep(config):
-            continue
-        why = problem(record)
-        if not why and record.get("run_id") in seen:
-            why = f"duplicate of {seen[record['run_id']]}"
-        if why:
-            skipped.append(Skipped(rel, why, _tags(config)))
-            continue
-        seen[record.get("run_id")] = rel
-        runs += [Run(rel, record, variant) for variant in record["variants"]]
-    if count == 0:
-        raise ClbenchError(f"no records under {store.root}: run 'clbench run' first or point "
-                           "--results at a results folder")
-    return Collection(store.root, group_runs(runs), skipped, count, available)
+    """The records under ``results`` that pass ``filters`` (read by ``clbench.results``), as
+    groups of runs, with the records skipped and why."""
+    records = read(results, filters)
+    runs = [Run(rel, record, variant) for rel, record in records.complete
+            for variant in record["variants"]]
+    return Collection(records.root, group_runs(runs), records.skipped, records.count,
+                      records.available, records)
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -225,11 +131,6 @@ def group_runs(runs: list[Run]) -> list[Group]:
         group.runs.sort(key=lambda r: (r.config["seed"], r.config["data_seed"], r.path))
     name_groups(ordered)
     return ordered
-
-
-def _tags(config: dict[str, Any]) -> tuple[str, ...]:
-    tags = config.get("tags")
-    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
 
 
 def _order(group: Group) -> tuple:

@@ -36,12 +36,19 @@ class Table:
     note: str
     columns: list[Column]
     rows: list[list[Any]]
+    keys: list[tuple[str, str]] | None = None  # CSV only: each row's config key and variant
+    bold: int | None = None  # a row whose first number column is shown in bold
 
     def markdown(self) -> str:
         head = "| " + " | ".join(c.label for c in self.columns) + " |"
         rule = "|" + "|".join("---" if c.kind == "text" else "---:" for c in self.columns) + "|"
-        body = ["| " + " | ".join(_cell(fmt(v, c.kind)) for v, c in zip(row, self.columns))
-                + " |" for row in self.rows]
+        body = []
+        for i, row in enumerate(self.rows):
+            cells = [_cell(fmt(v, c.kind)) for v, c in zip(row, self.columns)]
+            if i == self.bold:
+                first = next(k for k, c in enumerate(self.columns) if c.kind != "text")
+                cells[first] = f"**{cells[first]}**"
+            body.append("| " + " | ".join(cells) + " |")
         return "\n".join([head, rule, *body])
 
     def csv_rows(self) -> list[list[str]]:
@@ -51,19 +58,21 @@ class Table:
         header: list[str] = []
         for c, s in zip(self.columns, stats):
             header += [f"{c.csv}_mean", f"{c.csv}_std"] if s else [c.csv]
-        out = [header]
-        for row in self.rows:
-            line: list[str] = []
+        keyed = self.keys is not None
+        out = [["config", "variant", *header] if keyed else header]
+        for i, row in enumerate(self.rows):
+            line: list[str] = list(self.keys[i]) if keyed else []
             for value, s in zip(row, stats):
                 if isinstance(value, Stat):
-                    line += [_number(value.mean), _number(value.std)]
+                    line += [number(value.mean), number(value.std)]
                 else:
-                    line += [_number(value), ""] if s else [_number(value)]
+                    line += [number(value), ""] if s else [number(value)]
             out.append(line)
         return out
 
 
-def _number(value: Any) -> str:
+def number(value: Any) -> str:
+    """A CSV cell: floats to six decimals, None empty."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -149,7 +158,11 @@ def accuracy_bytes(groups: list[Group], published: list[Published]) -> Table:
                if formulas else "")
             + ("Published values matching a group's setting are in the last column." if any(
                 paper) else ""))
-    return Table("accuracy-bytes", "Accuracy and bytes", note.strip(), columns, rows)
+    return Table("accuracy-bytes", "Accuracy and bytes", note.strip(), columns, rows, _keys(groups))
+
+
+def _keys(groups: list[Group]) -> list[tuple[str, str]]:
+    return [(g.key, g.variant) for g in groups]
 
 
 def milestones(groups: list[Group]) -> list[int]:
@@ -163,18 +176,19 @@ def milestones(groups: list[Group]) -> list[int]:
     return sorted(points)
 
 
-def accuracy_by_tasks(groups: list[Group]) -> Table:
+def accuracy_by_tasks(groups: list[Group], names: dict[int, str] | None = None) -> Table:
     points = milestones(groups)
     columns = [Column("group"), Column("n", "int"),
                *(Column(f"after {t}", "pct") for t in points)]
     rows = []
     for g in groups:
         curve = g.curve("accuracy")
-        rows.append([g.name, len(g.runs), *(curve.get(t) for t in points)])
+        rows.append([names[id(g)] if names else g.name, len(g.runs),
+                     *(curve.get(t) for t in points)])
     note = ("Mean accuracy (%) over the tasks learned so far, in the scenario's rule, after 10, "
             "50, 100, … tasks (as Fig. 3 and 4 of the paper) and after each group's last task; "
             "— where a group has no checkpoint.")
-    return Table("accuracy-by-tasks", "Accuracy after N tasks", note, columns, rows)
+    return Table("accuracy-by-tasks", "Accuracy after N tasks", note, columns, rows, _keys(groups))
 
 
 def inference(groups: list[Group]) -> Table:
@@ -186,7 +200,8 @@ def inference(groups: list[Group]) -> Table:
     note = ("After the last task: the scenario's accuracy, the task-inference accuracy (share of "
             "correct decisions; — where the task is given or the method infers none) and the "
             "oracle accuracy (the true task given) of the same run.")
-    return Table("task-inference", "Task inference and the oracle", note, columns, rows)
+    return Table("task-inference", "Task inference and the oracle", note, columns, rows,
+                 _keys(groups))
 
 
 def forgetting(groups: list[Group]) -> Table:
@@ -198,7 +213,8 @@ def forgetting(groups: list[Group]) -> Table:
     note = ("From the oracle matrix: forgetting is the mean over all tasks but the last of the "
             "best earlier accuracy minus the final one; backward transfer the mean of the final "
             "accuracy minus the accuracy right after learning (the diagonal). Percentage points.")
-    return Table("forgetting", "Forgetting and backward transfer", note, columns, rows)
+    return Table("forgetting", "Forgetting and backward transfer", note, columns, rows,
+                 _keys(groups))
 
 
 def cost(groups: list[Group]) -> Table:
@@ -218,7 +234,8 @@ def cost(groups: list[Group]) -> Table:
             g.stat(lambda r: r.record.get("peak_memory_mb"))])
     note = ("Wall time of each run (variants evaluated in one run share it) and the process's "
             "peak memory.")
-    return Table("cost", "Wall time and peak memory", note, columns, rows)
+    return Table("cost", "Wall time and peak memory", note, columns, rows,
+                 [(key, "") for key in dict.fromkeys(g.key for g in groups)])
 
 
 def timing(key: str) -> Any:
@@ -275,3 +292,91 @@ def build(groups: list[Group], published: list[Published], skipped: list[Skipped
     return [accuracy_bytes(groups, published), accuracy_by_tasks(groups), inference(groups),
             forgetting(groups), cost(groups), published_table(groups, published),
             groups_table(groups), skipped_table(skipped)]
+
+
+# ------------------------------------------------------------------ leaderboards
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as a reader says them: 45 s, 12.5 min, 1.52 h."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 6000 else f"{seconds / 3600:.2f} h"
+
+
+def bytes_cell(group: Group) -> str:
+    """The group's smallest encoding: "742.00 kB (bits)"."""
+    sizes = [(e, group.stat(lambda r, e=e: r.bytes().get(e)))
+             for e in sorted({e for r in group.runs for e in r.bytes()})]
+    sizes = [(e, s) for e, s in sizes if s.mean is not None]
+    if not sizes:
+        return "—"
+    encoding, stat = min(sizes, key=lambda item: item[1].mean)
+    return f"{human_bytes(stat.mean)} ({encoding})"
+
+
+def board_rows(groups: list[Group], preferred: set[str]) -> tuple[list[Group], dict[int, int]]:
+    """A group per method, scenario and variant: the config with the most seeds, then one
+    that ``preferred`` tags name, then the most accurate; with how many configs it stands
+    for. Ordered by accuracy, best first."""
+    by_row: dict[tuple, list[Group]] = {}
+    for g in groups:
+        c = g.config
+        by_row.setdefault((c["method"], c["scenario"], c.get("label_view"), g.variant),
+                          []).append(g)
+    chosen, others = [], {}
+    for members in by_row.values():
+        best = max(members, key=lambda g: (len(g.runs), bool(preferred & set(g.tags.split(
+            ", "))), g.stat(final("accuracy"), 100).mean or 0.0))
+        chosen.append(best)
+        others[id(best)] = len(members) - 1
+    chosen.sort(key=lambda g: -(g.stat(final("accuracy"), 100).mean or 0.0))
+    return chosen, others
+
+
+def leaderboard(slug: str, groups: list[Group], names: dict[int, str],
+                others: dict[int, int], scenarios: dict[int, str]) -> Table:
+    """The compact board of a setting; the leader's accuracy in bold when it leads the next
+    by more than its own std."""
+    columns = [Column("method"), Column("scenario"), Column("accuracy (%)", "pct"),
+               Column("n", "int"), Column("task inference (%)", "pct"), Column("bytes"),
+               Column("train time"), Column("forgetting (points)", "pct")]
+    rows: list[list[Any]] = []
+    accuracy = [g.stat(final("accuracy"), 100) for g in groups]
+    for g, acc in zip(groups, accuracy):
+        more = others.get(id(g), 0)
+        label = names[id(g)] + (f" (+{more} other config{'s' * (more > 1)} below)"
+                                if more else "")
+        rows.append([label, scenarios[id(g)], acc, len(g.runs),
+                     g.stat(final("task_inference"), 100), bytes_cell(g),
+                     duration(g.stat(timing("train_s")).mean),
+                     g.stat(final("forgetting"), 100)])
+    table = Table(slug, "Leaderboard", "", columns, rows, _keys(groups))
+    if len(accuracy) > 1 and accuracy[0].std is not None and (
+            accuracy[0].mean - accuracy[1].mean > accuracy[0].std):
+        table.bold = 0
+    return table
+
+
+def details(slug: str, groups: list[Group], names: dict[int, str],
+            scenarios: dict[int, str]) -> Table:
+    """Every config of a setting: final metrics, bytes per encoding, time and memory."""
+    columns = [Column("config"), Column("scenario"), Column("n", "int"), Column("seeds"),
+               Column("accuracy (%)", "pct"), Column("task given (%)", "pct"),
+               Column("task inference (%)", "pct"), Column("forgetting (points)", "pct"),
+               Column("backward transfer (points)", "pct"), Column("bytes"),
+               Column("total time"), Column("peak memory (MB)", "mb")]
+    rows = []
+    for g in groups:
+        sizes = "; ".join(f"{e} {human_bytes(s.mean, s.std)}" for e in sorted(
+            {e for r in g.runs for e in r.bytes()}) for s in [g.stat(
+                lambda r, e=e: r.bytes().get(e))]) or "—"
+        rows.append([names[id(g)], scenarios[id(g)], len(g.runs), g.seeds,
+                     g.stat(final("accuracy"), 100), g.stat(final("oracle_accuracy"), 100),
+                     g.stat(final("task_inference"), 100), g.stat(final("forgetting"), 100),
+                     g.stat(final("backward_transfer"), 100), sizes,
+                     duration(g.stat(timing("total_s")).mean),
+                     g.stat(lambda r: r.record.get("peak_memory_mb"))])
+    return Table(slug, "All configs", "", columns, rows, _keys(groups))
