@@ -89,7 +89,8 @@ def inputs(values: dict[str, Any]) -> dict[str, Any]:
     of :class:`~clbench.runner.RunInputs`)."""
     return {"preset": values["preset"], "plugins": values["plugin"] or [],
             "tags": sorted(set(values["tag"] or [])), "data_root": values["data_root"],
-            "download": values["download"], "command": ["clbench", *sys.argv[1:]]}
+            "download": values["download"], "command": ["clbench", *sys.argv[1:]],
+            "log": values["log"] or [], "log_every": values["log_every"]}
 
 
 def show(lines: Generator[Line, None, int]) -> int:

@@ -26,6 +26,7 @@ from clbench.streams import build_benchmark
 
 if TYPE_CHECKING:
     from clbench.data import Source
+    from clbench.live import Live
     from clbench.plan import Plan
 
 
@@ -120,14 +121,16 @@ class Evaluator:
 def execute(
     plan: Plan, source: Source, command: list[str], *, device: Any = None,
     show_progress: bool = True, checkpoint: Path | None = None,
-    say: Callable[[str], None] | None = None,
+    say: Callable[[str], None] | None = None, live: Live | None = None,
 ) -> dict[str, Any]:
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it).
 
     ``device`` is the resolved torch device (resolved here from the config when not given).
     With ``checkpoint``, the method's state and the run state are saved there after every task,
     and a run finding a checkpoint of its config resumes after its last task. ``say`` receives
-    the notes worth showing (a resume, a method that cannot checkpoint).
+    the notes worth showing (a resume, a method that cannot checkpoint). ``live`` (with
+    ``--log``) receives the loss, per-task summaries and evaluation points as they come; the
+    caller closes it.
     """
     say = say or (lambda note: None)
     config = plan.config
@@ -139,7 +142,11 @@ def execute(
     per_task = config.iters or config.epochs * -(-len(source.train.y) // config.batch_size)
     progress = Progress(config.tasks, per_task, config.eval_at,
                         f"{config.method} {config.scenario}", show_progress)
-    ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, progress.tick)
+    saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
+    learned = saved[0].learned if saved is not None else 0
+    tick = (progress.tick if live is None
+            else live.begin(config.to_dict(), learned, per_task, progress.tick))
+    ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, tick)
     experiences = build_benchmark(ctx).train_stream
     method = plan.method(ctx)
     state.variants = (plan.method.variants(config.params) if plan.scenario.infers_task
@@ -150,7 +157,6 @@ def execute(
                     "outputs": ctx.outputs, **stream_info}
     state.timing = {"setup_s": time.perf_counter() - clock, "train_s": 0.0, "eval_s": 0.0,
                     "train_s_per_task": []}
-    saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
     if saved is not None:
         state = resumed(state, *saved, method)
         progress.resume(state.learned)
@@ -163,9 +169,13 @@ def execute(
             if task < state.learned:
                 continue
             progress.training(task)
+            if live is not None:
+                live.training(task)
             tick = time.perf_counter()
             method.train_experience(experience)
             trained = time.perf_counter() - tick
+            if live is not None:
+                live.trained(trained)
             timing["train_s"] += trained
             timing["train_s_per_task"].append(round(trained, 3))
             progress.evaluating(task + 1)
@@ -177,7 +187,12 @@ def execute(
                 point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
                                   for k, b in method.bytes().items()}
                 state.points.append(point)
-            timing["eval_s"] += time.perf_counter() - tick
+            after = time.perf_counter() - tick
+            timing["eval_s"] += after
+            if live is not None:
+                live.evaluated(task + 1, state.diagonal[task], after)
+                if state.points and state.points[-1]["after_tasks"] == task + 1:
+                    live.point(state.points[-1], state.variants)
             if checkpoint is not None and state.learned < config.tasks:
                 method_state = method.state_dict()
                 if method_state is None:
@@ -196,6 +211,8 @@ def execute(
     for key in ("setup_s", "train_s", "eval_s", "total_s"):
         timing[key] = round(timing[key], 3)
     state.extras = method.extras()
+    if live is not None:
+        state.train_loss = live.record_losses()
     return build_record(config, command, state)
 
 

@@ -87,6 +87,10 @@ TABLE: tuple[Option, ...] = (
     Option("force", bool, "run even if a complete record exists (drops its checkpoint)", (RUN,),
            default=False),
     Option("progress", bool, "show a progress bar", (RUN,), default=True),
+    Option("log", list, "log live to tensorboard, wandb (offline unless $WANDB_MODE) or csv, "
+           "in the run folder's logs/ (repeatable)"),
+    Option("log_every", int, "with --log: the training loss every N steps (mean of the N) "
+           "[default: 50]"),
 )
 
 #: The run settings by name, in the table's order.

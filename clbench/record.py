@@ -60,7 +60,8 @@ class RunState:
     """What a run has done so far: what its checkpoint saves and its record is built from.
 
     ``learned`` counts the tasks trained; ``points`` are the evaluation points (the record's
-    ``checkpoints``). ``stream``, ``variants``, ``extras`` and ``validation`` are filled by the
+    ``checkpoints``). ``stream``, ``variants``, ``extras``, ``validation`` and ``train_loss``
+    (per-task mean training loss, measured only when the run is logged live) are filled by the
     engine for the record only; a checkpoint does not hold them (a resumed run recomputes them).
     """
 
@@ -75,6 +76,7 @@ class RunState:
     variants: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
+    train_loss: list[float | None] | None = None
 
     #: The fields a checkpoint saves, by the key it saves them under.
     SAVED = {"learned": "learned", "diagonal": "diagonal", "checkpoints": "points",
@@ -132,6 +134,8 @@ def build_record(config: Config, command: list[str], state: RunState | None = No
         record["validation"] = state.validation
     if state.resumes:
         record["resumes"] = state.resumes
+    if state.train_loss is not None:
+        record["train_loss"] = state.train_loss
     return record
 
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from clbench.errors import ClbenchError
 from clbench.plan import Plan, make_plan, resolve_device, with_data
 from clbench.record import build_record
 from clbench.store import Store, load_record
 
 if TYPE_CHECKING:
     from clbench.data import Source
+    from clbench.live import Live
 
 
 class Line(NamedTuple):
@@ -41,6 +43,8 @@ class RunInputs:
     data_root: str | None = None
     download: bool = False
     command: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # live loggers (not part of the run id)
+    log_every: int | None = None  # training-loss interval of the loggers (default 50)
 
     def inputs(self) -> dict[str, Any]:
         """These fields alone, to pass on to another spec."""
@@ -58,6 +62,11 @@ class RunSpec(RunInputs):
 
     def plan(self) -> Plan:
         """The checked plan (no data loaded)."""
+        from clbench.loggers import check_names
+
+        check_names(self.log)
+        if self.log_every is not None and self.log_every < 1:
+            raise ClbenchError(f"--log-every {self.log_every}: must be at least 1")
         return make_plan(self.method, self.given, self.params, preset=self.preset,
                          plugins=self.plugins, tags=self.tags)
 
@@ -105,20 +114,40 @@ def _plan_here(spec: RunSpec) -> Plan:
 
 
 def execute_prepared(run: Prepared, command: list[str], checkpoint: Path | None,
-                     show_progress: bool = False) -> tuple[dict[str, Any], list[str]]:
+                     show_progress: bool = False, *, log: list[str] | None = None,
+                     store: Store | None = None, log_every: int | None = None
+                     ) -> tuple[dict[str, Any], list[str]]:
     """Execute a prepared run to its record, complete or failed (a failing run never raises;
-    Ctrl-C does), and the notes to show. With ``checkpoint``, resume from and save to it."""
+    Ctrl-C does), and the notes to show. With ``checkpoint``, resume from and save to it; with
+    ``log``, send its live numbers to those loggers, in its folder of ``store``."""
     from clbench.engine import execute
 
     notes: list[str] = []
+    live = None
     try:
+        if log:
+            live = open_live(run, log, store or Store(None), log_every)
         record = execute(run.plan, run.source, command, device=run.device,
-                         show_progress=show_progress, checkpoint=checkpoint, say=notes.append)
+                         show_progress=show_progress, checkpoint=checkpoint, say=notes.append,
+                         live=live)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # noqa: BLE001 - kept as a failed record
         record = build_record(run.plan.config, command, error=exc)
+    finally:
+        if live is not None:
+            live.close()
     return record, notes
+
+
+def open_live(run: Prepared, log: list[str], store: Store, every: int | None) -> Live:
+    """The run's live loggers, writing into its run folder."""
+    from clbench.live import Live
+    from clbench.store import run_dir_name
+
+    config = run.plan.config
+    return Live(log, store.logs_path(config), store.loss_curve_path(config),
+                run_dir_name(config.to_dict(), config.run_id), every or 50)
 
 
 def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
@@ -129,9 +158,10 @@ def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
     record is None, the note saying who runs it. A run refused while preparing raises its
     :class:`~clbench.errors.ClbenchError`."""
     run = prepare(spec)
-    if not resumable:
-        return execute_prepared(run, spec.command, None, show_progress)
     store = Store(results)
+    if not resumable:
+        return execute_prepared(run, spec.command, None, show_progress, log=spec.log,
+                                store=store, log_every=spec.log_every)
     with store.lock(run.plan.config) as lock:
         holder = lock.acquire()
         if holder is not None:
@@ -140,7 +170,8 @@ def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
         if done is not None:
             return load_record(done), []
         return execute_prepared(run, spec.command, store.checkpoint_path(run.plan.config),
-                                show_progress)
+                                show_progress, log=spec.log, store=store,
+                                log_every=spec.log_every)
 
 
 def run_one(spec: RunSpec, results: str | None, *, force: bool, progress: bool
@@ -178,7 +209,8 @@ def _train(spec: RunSpec, run: Prepared, store: Store, force: bool, progress: bo
     yield Line(f"run {config.run_id}: {config.method} {config.scenario} {config.benchmark} "
                f"{config.dataset} {config.model}, {config.tasks} tasks, seed {config.seed}, "
                f"{config.threads} thread{'s' * (config.threads != 1)}")
-    record, notes = execute_prepared(run, spec.command, store.checkpoint_path(config), progress)
+    record, notes = execute_prepared(run, spec.command, store.checkpoint_path(config), progress,
+                                     log=spec.log, store=store, log_every=spec.log_every)
     for note in notes:
         yield Line(note)
     path = store.write(record)

@@ -1,6 +1,7 @@
 """The results store: one folder per run holding ``record.json``, while the run is unfinished
-its resume file ``checkpoint.pt``, and ``run.lock``, the lock a training process holds
-(:mod:`clbench.lock`).
+its resume file ``checkpoint.pt``, ``run.lock``, the lock a training process holds
+(:mod:`clbench.lock`), and for runs logged live (``--log``) the training-loss curve
+``train_loss.csv`` and the loggers' files under ``logs/<logger>/``.
 
 Only this module knows the paths inside a results folder; the record's layout and schema are
 :mod:`clbench.record`, the checkpoint's format is :mod:`clbench.checkpoint`, and every write goes
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"
 LOCK = "run.lock"
+LOSS_CURVE = "train_loss.csv"
+LOGS = "logs"
 ENV = "CLBENCH_RESULTS"
 
 
@@ -62,6 +65,14 @@ class Store:
     def checkpoint_path(self, config: RunConfig) -> Path:
         """Where a run keeps its checkpoint: beside its record."""
         return self.path(config.to_dict(), config.run_id).with_name(CHECKPOINT)
+
+    def loss_curve_path(self, config: RunConfig) -> Path:
+        """A logged run's training loss at every step (``task,step,loss``)."""
+        return self.path(config.to_dict(), config.run_id).with_name(LOSS_CURVE)
+
+    def logs_path(self, config: RunConfig) -> Path:
+        """The folder of a logged run's live loggers (one subfolder per logger)."""
+        return self.path(config.to_dict(), config.run_id).with_name(LOGS)
 
     def lock(self, config: RunConfig) -> RunLock:
         """The lock a process holds while it trains this config here (not yet taken)."""

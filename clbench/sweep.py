@@ -26,7 +26,7 @@ from clbench.runner import Line, RunInputs, RunSpec
 from clbench.store import Store
 
 #: Keys of a sweep file besides run settings and ``param.NAME``.
-FILE_KEYS = ("method", "preset", "tag", "plugin")
+FILE_KEYS = ("method", "preset", "tag", "plugin", "log", "log_every")
 
 
 @dataclass
@@ -83,6 +83,13 @@ def typed(name: str, value: Any) -> Any:
     return number
 
 
+def typed_int(name: str, value: Any) -> int:
+    """A whole number from a sweep file."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ClbenchError(f"sweep: {name}={value} is not an integer")
+    return value
+
+
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
     """``--grid name=v1,v2`` (repeatable) into axes; a name given twice is an error."""
     axes: dict[str, list[Any]] = {}
@@ -99,7 +106,7 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def read_file(path: str | Path) -> dict[str, Any]:
     """A sweep file: a YAML mapping of option names (lists vary, scalars are fixed),
-    ``param.NAME``, ``method``, ``preset``, ``tag`` and ``plugin``."""
+    ``param.NAME``, ``method``, ``preset``, ``tag``, ``plugin``, ``log`` and ``log_every``."""
     import yaml
 
     file = Path(path).expanduser()
@@ -133,7 +140,12 @@ def merge_file(spec: SweepSpec, data: dict[str, Any]) -> SweepSpec:
         else:
             fixed[name] = typed(name, value)
     preset = spec.preset or (str(listed["preset"][0]) if "preset" in listed else None)
+    log = spec.log or [str(name) for name in listed.get("log", [])]
+    every = spec.log_every
+    if every is None and "log_every" in listed:
+        every = typed_int("log_every", listed["log_every"][0])
     return replace(spec, methods=methods, fixed=fixed, axes=axes, params=params, preset=preset,
+                   log=log, log_every=every,
                    tags=sorted({*spec.tags, *map(str, listed.get("tag", []))}),
                    plugins=spec.plugins + [str(p) for p in listed.get("plugin", [])])
 

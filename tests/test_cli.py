@@ -75,6 +75,8 @@ def test_run_writes_a_complete_record_then_skips(results):
     (["--dataset", "mnist5k"], ["unknown dataset 'mnist5k': did you mean 'mnist-5k'?"]),
     (["--model", "lenett"], ["unknown model 'lenett': did you mean 'lenet'?"]),
     (["--param", "optimiser=adam"], ["has no param optimiser: did you mean 'optimizer'?"]),
+    (["--log", "tensorbord"], ["unknown logger 'tensorbord': did you mean 'tensorboard'?"]),
+    (["--log", "csv", "--log-every", "0"], ["--log-every 0: must be at least 1"]),
     (["--param", "lr=fast"], ["expected float"]),
     (["--density", "0.5"], ["no density"]),
     (["--dataset", "mnist", "--data-root", "{empty}"], ["--data-root", "--download", "mnist-5k"]),
