@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--iters", type=int, default=100)
-    parser.add_argument("--every", type=int, default=5, help="evaluation point every N tasks")
+    parser.add_argument("--every", type=int, default=2, help="evaluation point every N tasks")
     parser.add_argument("--line-every", type=float, default=5.0)
     parser.add_argument("--out", default="reports/benchmarks/eta.txt")
     args = parser.parse_args()

@@ -5,10 +5,9 @@ A run alternates two phases per task: training (``per_task`` steps) and the work
 checkpoint). Training time is steps over the measured rate of recent tasks. The work after
 ``k`` tasks is not constant: an evaluation point scores the ``k`` tasks learned, and under task
 inference each decision costs more with every task learned (One-Shot is ∝ ``k`` per decision),
-so it grows like ``k`` or ``k²``. :class:`Eta` fits ``c₀ + c₁·k + c₂·k²`` (non-negative
-coefficients, fewer terms while few points are measured) to the evaluation points already
-timed, and sums its prediction over the points still to come; nothing about a scenario is
-assumed. While work remains the ETA is never zero.
+so it grows like ``k`` or ``k²``. :class:`Eta` fits ``c·kᵖ`` to the evaluation points already
+timed (``p`` measured, not assumed from the scenario) and sums its prediction over the points
+still to come. While work remains the ETA is never zero.
 
 On a terminal the line is redrawn twice a second (also during an evaluation, which makes no
 steps); otherwise a plain line is written every 30 seconds (``$CLBENCH_PROGRESS_EVERY``
@@ -22,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from itertools import combinations
 from types import TracebackType
 from typing import IO
 
@@ -39,39 +37,27 @@ def fmt(seconds: float) -> str:
 
 def fit_growth(points: Sequence[tuple[int, float]]) -> Callable[[int], float]:
     """The cost of the work after ``k`` tasks as a function of ``k``, fitted to measured
-    ``(k, seconds)``: the least-squares ``c₀ + c₁·k + c₂·k²`` with non-negative coefficients
-    (the best of every subset of the three terms). One point: cost ∝ ``k`` (an evaluation
-    scores every task learned); two: terms ``k`` and ``k²`` only; no point: zero."""
+    ``(k, seconds)``: ``c·k^p``, least squares on logarithms (a busy machine's noise is a
+    factor, not an offset, and one slow point must not bend the curve), the exponent kept in
+    [0, 3]. One point: cost ∝ ``k`` (an evaluation scores every task learned); none: zero."""
     import numpy as np
 
     if not points:
         return lambda k: 0.0
-    ks = np.array([float(k) for k, _ in points])
-    ys = np.array([float(y) for _, y in points])
-    distinct = len(set(ks.tolist()))
-    terms = [0, 1, 2] if distinct >= 3 else [1, 2] if distinct == 2 else [1]
-    best: tuple[float, tuple[int, ...], np.ndarray] | None = None
-    for size in range(1, len(terms) + 1):
-        for subset in combinations(terms, size):
-            basis = np.stack([ks**p for p in subset], axis=1)
-            coef, *_ = np.linalg.lstsq(basis, ys, rcond=None)
-            if (coef < 0).any():
-                continue
-            residual = float(((basis @ coef - ys) ** 2).sum())
-            if best is None or residual < best[0] * (1 - 1e-9):
-                best = (residual, subset, coef)
-    if best is None:  # no non-negative fit: the mean cost, constant
-        mean = float(ys.mean())
-        return lambda k: mean
-    _, subset, coef = best
-    powers, weights = list(subset), [float(c) for c in coef]
-    return lambda k: sum(w * k**p for w, p in zip(weights, powers))
+    ks = np.log(np.array([float(k) for k, _ in points]))
+    ys = np.log(np.maximum(np.array([float(y) for _, y in points]), 1e-9))
+    if len(set(ks.tolist())) < 2:
+        power = 1.0
+    else:
+        power = float(np.clip(np.polyfit(ks, ys, 1)[0], 0.0, 3.0))
+    scale = float(np.exp((ys - power * ks).mean()))
+    return lambda k: scale * k**power
 
 
 class Eta:
     """Remaining seconds of a run from what it has measured so far (no clock of its own)."""
 
-    window = 5  # training rate over the most recent tasks (a busy machine changes speed)
+    window = 20  # training rate over the most recent tasks (a busy machine changes speed)
 
     def __init__(self, tasks: int, per_task: int, eval_at: Sequence[int]) -> None:
         self.tasks, self.per_task = tasks, max(1, per_task)
