@@ -185,3 +185,19 @@ def test_without_a_logger_nothing_is_captured(monkeypatch):
                                               "threads": 1}, []), None, False)
     record = execute(plan, source, ["test"], show_progress=False)
     assert "train_loss" not in record and torch.Tensor.backward is original
+
+
+def test_sweeps_take_log_from_the_command_line_or_their_file(tmp_path):
+    from clbench.store import Store
+    from clbench.sweep import SweepSpec, merge_file, plan_sweep
+
+    base = SweepSpec(["psp"], {"dataset": "mnist-5k", "tasks": 2, "iters": 5}, [],
+                     {"seed": [0, 1]})
+    from_file = merge_file(base, {"log": ["csv", "tensorboard"], "log_every": 10})
+    assert from_file.log == ["csv", "tensorboard"] and from_file.log_every == 10
+    given = merge_file(SweepSpec(**{**base.__dict__, "log": ["wandb"]}), {"log": "csv"})
+    assert given.log == ["wandb"]  # the command line wins
+    plan = plan_sweep(from_file, Store(tmp_path / "results"))
+    assert [p.spec.log for p in plan] == [["csv", "tensorboard"]] * 2
+    plain = plan_sweep(base, Store(tmp_path / "results"))
+    assert [p.run_id for p in plan] == [p.run_id for p in plain]
