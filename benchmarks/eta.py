@@ -38,6 +38,7 @@ def parse(text: str) -> tuple[int, float] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="repeat the run (one block each)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--iters", type=int, default=100)
@@ -45,7 +46,22 @@ def main() -> None:
     parser.add_argument("--line-every", type=float, default=5.0)
     parser.add_argument("--out", default="reports/benchmarks/eta.txt")
     args = parser.parse_args()
+    blocks = [measure(args, run) for run in range(1, args.runs + 1)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    head = [f"# python benchmarks/eta.py --threads {args.threads} --tasks {args.tasks} --iters "
+            f"{args.iters} --every {args.every} --runs {args.runs}",
+            f"# {commit}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core CPU, measured on a "
+            "BUSY machine (other engineers' tests and a long sweep beside it; load averages "
+            "below): the ETA must be honest under load, so it measures rates as it goes"]
+    text = "\n".join(head + blocks) + "\n"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(text)
+    print(text, end="")
 
+
+def measure(args: argparse.Namespace, number: int) -> str:
+    """One run, summed up in a block of lines."""
     eval_at = ",".join(str(k) for k in range(args.every, args.tasks + 1, args.every))
     results = tempfile.mkdtemp(prefix="clbench-eta-")
     command = ["clbench", "run", "--method", "supsup", "--scenario", "gnu", "--dataset",
@@ -96,23 +112,15 @@ def main() -> None:
                     f"{eta:5.0f} s, really left {left:5.0f} s, error {error:+6.1f}%"
                     f" | linear in tasks would say {linear:5.0f} s "
                     f"({100 * (linear - left) / left:+6.1f}%)")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     lines = [
-        f"# python benchmarks/eta.py --threads {args.threads} --tasks {args.tasks} --iters "
-        f"{args.iters} --every {args.every}",
-        f"# {commit}, {time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core CPU, measured on a BUSY "
-        f"machine: load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (other "
-        "engineers' tests and a long sweep beside it)",
-        f"run: {' '.join(command[:-2])} (evaluation points: every {args.every} tasks)",
+        f"run {number}: {' '.join(command[:-2])} (evaluation points: every {args.every} tasks)",
+        f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after",
         f"wall time of the task loop {total:.0f} s; record timing: train {timing['train_s']:.0f} "
-        f"s, evaluation {timing['eval_s']:.0f} s = {100 * share:.0f}% of train + evaluation",
+        f"s, evaluation {timing['eval_s']:.0f} s = {100 * timing['eval_s'] / total:.0f}% of the "
+        f"loop's wall time ({100 * share:.0f}% of train + evaluation)",
         *rows,
     ]
-    text = "\n".join(lines) + "\n"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
-    print(text, end="")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
