@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
+from clbench.avalanche import avalanche_streams
 from clbench.config import SCHEMA_VERSION
 from clbench.context import RunContext
 from clbench.errors import ClbenchError
 from clbench.method import Answer, EvalRequest
 from clbench.progress import Progress
-from clbench.streams import build_benchmark
 
 if TYPE_CHECKING:
     from clbench.data import Source
@@ -138,7 +138,7 @@ def execute(
     progress = Progress(config.tasks * per_task, f"{config.method} {config.scenario}",
                         show_progress)
     ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, progress.tick)
-    benchmark = build_benchmark(ctx)
+    benchmark = avalanche_streams(ctx)
     method = plan.method(ctx)
     variants = plan.method.variants(config.params) if plan.scenario.infers_task else ["default"]
     evaluator = Evaluator(ctx, method, variants)

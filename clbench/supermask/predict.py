@@ -23,7 +23,8 @@ IMAGES_PER_CALL = 1 << 16
 
 class MaskPredictor:
     """Predictions of ``net`` for the first ``classes`` outputs. ``params``: the method's
-    ``objective`` (a list: one answer variant each), ``inference`` and ``infer_batch``. NNs:
+    ``objective`` (one, or a list: one answer variant each, named by the objective),
+    ``inference`` and ``infer_batch``. NNs:
     masks are ``bank`` rows (its first ``bank_masks()``), and ``oracle(task)`` names the mask a
     given task is answered with (default: the task's own stored mask)."""
 
@@ -65,8 +66,10 @@ class MaskPredictor:
         heads = [h for r in requests for h in r.batches.heads(p["infer_batch"])]
         where = [(i, b) for i, r in enumerate(requests) for b in range(len(r.batches))]
         count = None if self.bank_masks is None else self.bank_masks()
+        single = isinstance(p["objective"], str)
+        objectives = [p["objective"]] if single else list(p["objective"])
         variants: dict[str, list[int]] = {}
-        for objective in p["objective"]:
+        for objective in objectives:
             chosen: list[int] = []
             for part in _chunks(heads):
                 chosen += infer_tasks(
@@ -95,8 +98,8 @@ class MaskPredictor:
                                   [chosen[n] for n in rows])
                 for objective, chosen in variants.items()
             }
-            first = per_variant[p["objective"][0]]
-            out.append(Answer(first.predictions, first.tasks, per_variant))
+            first = per_variant[objectives[0]]
+            out.append(Answer(first.predictions, first.tasks, None if single else per_variant))
         return out
 
 

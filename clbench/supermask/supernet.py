@@ -257,7 +257,7 @@ class SupermaskNet(nn.Module):
 
     def weights_changed(self) -> None:
         """Forget every cached W ⊙ M after the weights were edited in place (ExSSNeT trains
-        them) and recompute the current mode's."""
+        them) or moved, and recompute the current mode's."""
         self._task_cache = self._mean_cache = None
         kind, index = self._mode
         if kind == "task":
@@ -297,14 +297,7 @@ class SupermaskNet(nn.Module):
         for bank in list(self._banks):
             if bank.net is self:  # a deep copy of the net shares the original's banks: skip them
                 bank._apply(fn, attached, now)
-        self._task_cache = self._mean_cache = None
-        kind, index = self._mode
-        if kind == "task":
-            self.use_task(index)  # type: ignore[arg-type]
-        elif kind == "mean":
-            self.use_mean()
-        elif kind == "alphas" and self._alpha_args is not None:
-            self.use_alphas(*self._alpha_args)
+        self.weights_changed()
         return self
 
     # ---- internals
