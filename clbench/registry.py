@@ -83,10 +83,19 @@ def _load_group(group: str) -> None:
         _loading_source.append(source)
         try:
             ep.load()
+            _claim(group, ep.module, source)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not
             _mark_broken(group, ep.name, source, exc)  # break the CLI
         finally:
             _loading_source.pop()
+
+
+def _claim(group: str, module: str, source: str) -> None:
+    """Give an entry point's source to what its module registered when it was imported
+    directly (``import clbench.methods.exssnet``) before the group was loaded."""
+    for cls in _registries[group].values():
+        if not isinstance(cls, Broken) and cls.source == f"module {module}":
+            cls.source = source
 
 
 def _mark_broken(group: str, name: str, source: str, exc: BaseException) -> Broken:
