@@ -15,9 +15,9 @@ import time
 
 
 def harness(data_root: str, threads: int, steps: int) -> float:
+    from clbench.avalanche import avalanche_streams
     from clbench.context import RunContext
     from clbench.plan import make_plan, with_data
-    from clbench.streams import build_benchmark
 
     given = {"scenario": "gnu", "tasks": 1, "iters": steps, "threads": threads}
     plan, source = with_data(make_plan("supsup", given, []), data_root, False)
@@ -26,7 +26,7 @@ def harness(data_root: str, threads: int, steps: int) -> float:
 
     ctx = RunContext(plan.config, plan.scenario, plan.props, source, defs, torch.device("cpu"))
     method = plan.method(ctx)
-    experience = build_benchmark(ctx).train_stream[0]
+    experience = avalanche_streams(ctx).train_stream[0]
     start = time.perf_counter()
     method.train_experience(experience)
     return (time.perf_counter() - start) / steps

@@ -218,7 +218,7 @@ def export(
     import warnings
 
     from clbench import results as frames
-    from clbench.store import write_atomic
+    from clbench.atomic import write_atomic
 
     given = {"method": method, "scenario": scenario, "benchmark": benchmark,
              "dataset": dataset, "tag": tag}
