@@ -39,7 +39,8 @@ from clbench.executors import Result, RunNote
 from clbench.runner import RunSpec, execute_spec
 
 MARKER = ".clbench-driver-{}"
-STALE_AFTER_S = 10.0  # a marker this old and unlocked belongs to a dead driver
+STALE_AFTER_S = 2.0  # an unlocked marker this old belongs to a dead driver (a new one is
+# locked microseconds after it is made)
 KEEP_LOGS = 20
 
 
@@ -95,28 +96,31 @@ class _ByThread(io.TextIOBase):
 def quiet(log: Path | None) -> Iterator[None]:
     """Within the block, send Ray's output to ``log`` (nothing changes when ``log`` is None):
     file descriptor 2 (where Ray's C++ code and the processes it starts write) points at the
-    file, and ``sys.stdout``/``sys.stderr`` pass only the main thread's lines to the terminal."""
+    file, and ``sys.stdout``/``sys.stderr`` pass only the main thread's lines to the terminal.
+    Ray's threads may outlive ``ray.shutdown()`` (one prints a lost node's dump late), so
+    after the block other threads' lines still go to the file, for the rest of the process."""
     if log is None:
         yield
         return
-    with open(log, "a", buffering=1, encoding="utf-8", errors="replace") as file:
+    file = open(log, "a", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    terminal = os.fdopen(os.dup(2), "w", buffering=1,
+                         encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
+                         errors="backslashreplace")
+    out, err, last_resort = sys.stdout, sys.stderr, logging.lastResort
+    os.dup2(file.fileno(), 2)
+    sys.stdout, sys.stderr = _ByThread(out, file), _ByThread(terminal, file)
+    logging.lastResort = logging.StreamHandler(file)
+    try:
+        yield
+    finally:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
-        terminal = os.fdopen(os.dup(2), "w", buffering=1,
-                             encoding=getattr(sys.stderr, "encoding", None) or "utf-8",
-                             errors="backslashreplace")
-        out, err, last_resort = sys.stdout, sys.stderr, logging.lastResort
-        os.dup2(file.fileno(), 2)
-        sys.stdout, sys.stderr = _ByThread(out, file), _ByThread(terminal, file)
-        logging.lastResort = logging.StreamHandler(file)
-        try:
-            yield
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-            sys.stdout, sys.stderr, logging.lastResort = out, err, last_resort
-            os.dup2(terminal.fileno(), 2)
-            terminal.close()
+        os.dup2(terminal.fileno(), 2)
+        terminal.close()
+        sys.stdout, sys.stderr = _ByThread(out, file), _ByThread(err, file)
+        logging.lastResort = last_resort
 
 
 # --------------------------------------------------------------------------- the connect check
@@ -378,9 +382,9 @@ def session(address: str | None, results: str | None, connect_timeout: float,
         raise ClbenchError(f"--connect-timeout {connect_timeout:g}: must be above 0 seconds")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     root = results_root(results).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     with quiet(log):
         target = check_address(address, connect_timeout)
+        root.mkdir(parents=True, exist_ok=True)
         term = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(address=target, include_dashboard=False, log_to_driver=False,

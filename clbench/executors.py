@@ -116,7 +116,7 @@ def run_local(specs: list[RunSpec], results: str | None, workers: int) -> Iterat
             if proc.is_alive():
                 proc.terminate()
         for proc in procs.values():
-            proc.join(timeout=10)
+            proc.join(timeout=3)  # one busy in C code (importing torch) is killed instead
             if proc.is_alive():
                 proc.kill()
         tasks.cancel_join_thread()
