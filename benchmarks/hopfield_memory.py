@@ -19,9 +19,10 @@ from types import SimpleNamespace
 import torch
 
 from clbench.context import RunContext
-from clbench.methods.hopfield import Recovery, oneshot, recover, store_mask
-from clbench.methods.hopsupsup import HIDDEN, HopSupSup, memory_sizes
+from clbench.methods.hopsupsup import HopSupSup
 from clbench.plan import make_plan, with_data
+from clbench.supermask.hopfield import Recovery, oneshot, recover, store_mask
+from clbench.supermask.sizes import UNITS, memory_sizes
 
 OPTIONS = ("scenario", "benchmark", "dataset", "model", "tasks", "iters", "epochs", "density",
            "sparsity", "label_view", "eval_at", "batch_size", "eval_batch_size")
@@ -74,7 +75,7 @@ def main() -> None:
         start_time = time.perf_counter()
         method, batches = learn(seed, args.data_root)
         start = [total / len(method.masks) for total in method.sums]
-        stored = [torch.stack([m[i] for m in method.masks]).float() for i in range(len(HIDDEN))]
+        stored = [torch.stack([m[i] for m in method.masks]).float() for i in range(len(UNITS))]
         for memory in ("layer", "joint"):
             psis = store(method.masks, memory)
             cells = []

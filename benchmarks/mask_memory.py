@@ -13,7 +13,8 @@ import argparse
 
 import torch
 
-from clbench.methods.supermask import bits_bytes, build_model
+from clbench.supermask.nets import build_model
+from clbench.supermask.sizes import bits_bytes
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from clbench.methods.supermask import build_model, infer_tasks
+from clbench.supermask.inference import infer_tasks
+from clbench.supermask.nets import build_model
 
 
 def _peak_mb() -> float:

@@ -15,32 +15,30 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
 
 
 def harness(data_root: str, threads: int, steps: int, log: list[str] | None = None) -> float:
     import tempfile
     from pathlib import Path
 
+    from clbench.avalanche import avalanche_streams
     from clbench.context import RunContext
     from clbench.live import Live
     from clbench.plan import make_plan, with_data
-    from clbench.streams import build_benchmark
 
     given = {"scenario": "gnu", "tasks": 1, "iters": steps, "threads": threads}
     plan, source = with_data(make_plan("supsup", given, []), data_root, False)
     defs, _ = plan.benchmark.build(source, 1, plan.config.data_seed)
     import torch
 
-    live, tick = None, None
+    live = None
     if log:
         folder = Path(tempfile.mkdtemp(prefix="clbench-train-step-"))
         live = Live(log, folder / "logs", folder / "train_loss.csv", "train-step")
-        tick = live.begin(plan.config.to_dict(), 0, steps, lambda: None)
-    ctx = RunContext(plan.config, plan.scenario, plan.props, source, defs, torch.device("cpu"),
-                     tick)
+        live.begin(plan.config.to_dict(), 0, steps)
+    ctx = RunContext(plan.config, plan.scenario, plan.props, source, defs, torch.device("cpu"))
     method = plan.method(ctx)
-    experience = build_benchmark(ctx).train_stream[0]
+    experience = avalanche_streams(ctx).train_stream[0]
     start = time.perf_counter()
     if live is not None:
         live.training(0)
@@ -55,33 +53,33 @@ def harness(data_root: str, threads: int, steps: int, log: list[str] | None = No
 
 def logging_overhead(log: list[str], steps: int = 20000) -> float:
     """Seconds a logged run adds to each step, measured alone (a whole step's time on a busy
-    machine varies by more than this): a tiny forward/backward with and without the loss
-    capture and loggers that a logged run adds, best of five."""
+    machine varies by more than this): the step loop on a tiny model, with and without the
+    loss observer and loggers that a logged run adds, best of five."""
     import tempfile
     from pathlib import Path
 
     import torch
 
     from clbench.live import Live
+    from clbench.training import train_steps
 
     w = torch.ones(4, requires_grad=True)
     x = torch.ones(4)
+    optimizer = torch.optim.SGD([w], lr=1e-6)
 
-    def loop(tick: Any) -> float:
+    def loop() -> float:
         start = time.perf_counter()
-        for _ in range(steps):
-            tick()
-            (w * x).sum().backward()
+        train_steps(optimizer, ((w * x).sum() for _ in range(steps)))
         return time.perf_counter() - start
 
     plain, logged = [], []
     for _ in range(5):
-        plain.append(loop(lambda: None))
+        plain.append(loop())
         folder = Path(tempfile.mkdtemp(prefix="clbench-log-cost-"))
         live = Live(log, folder / "logs", folder / "train_loss.csv", "cost")
-        tick = live.begin({}, 0, steps, lambda: None)
+        live.begin({}, 0, steps)
         live.training(0)
-        logged.append(loop(tick))
+        logged.append(loop())
         live.trained(0.0)
         live.close()
     return (min(logged) - min(plain)) / steps

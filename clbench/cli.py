@@ -8,6 +8,7 @@ signatures built from it. This is the one module that prints: runs and sweeps yi
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Generator
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, Interrupted
 from clbench.options import SETTINGS, Option, for_command, option
 
 if TYPE_CHECKING:
@@ -94,13 +95,38 @@ def inputs(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def show(lines: Generator[Line, None, int]) -> int:
-    """Print what a run or sweep says, as it says it; return its exit code."""
+    """Print what a run or sweep says, as it says it; return its exit code. An interrupt while
+    printing goes to the command, which knows what it leaves."""
     while True:
         try:
             line = next(lines)
         except StopIteration as end:
             return end.value
-        typer.echo(line.text, err=line.err)
+        try:
+            typer.echo(line.text, err=line.err)
+        except KeyboardInterrupt as exc:
+            lines.throw(exc)
+
+
+def interrupted(exc: KeyboardInterrupt, complete: int | None = None,
+                missing: int | None = None) -> typer.Exit:
+    """Say what an interrupt (Ctrl-C, SIGTERM) left and return the exit to raise: 128 + the
+    signal, as a shell reports a process it ended (130, 143)."""
+    if isinstance(exc, Interrupted) and exc.complete is not None:
+        complete, missing = exc.complete, exc.missing
+    signum = getattr(exc, "signum", signal.SIGINT)
+    if complete is None or missing is None:
+        text = "interrupted before any run started; the same command starts them"
+    else:
+        text = (f"interrupted: {complete} run{'s' * (complete != 1)} complete, {missing} not; "
+                f"the same command {'resumes them' if missing else 'skips them'}")
+    typer.echo(text, err=True)
+    return typer.Exit(128 + signum)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM ends a command as Ctrl-C does (saying what it leaves), with exit code 143."""
+    raise Interrupted(signum)
 
 
 @app.command(epilog=EXAMPLES)
@@ -115,6 +141,8 @@ def run(**values: Any) -> None:
                             progress=values["progress"]))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt as exc:  # before Typer turns it into a silent exit
+        raise interrupted(exc, 0, 1) from None
     raise typer.Exit(code)
 
 
@@ -141,9 +169,13 @@ def sweep(**values: Any) -> None:
             spec = merge_file(spec, read_file(values["file"]))
         code = show(run_sweep(spec, values["results"], executor=values["executor"],
                               workers=values["workers"], address=values["address"],
-                              dry_run=values["dry_run"]))
+                              dry_run=values["dry_run"],
+                              connect_timeout=values["connect_timeout"],
+                              verbose=values["verbose"]))
     except ClbenchError as exc:
         raise fail(str(exc)) from None
+    except KeyboardInterrupt as exc:  # before Typer turns it into a silent exit
+        raise interrupted(exc) from None
     raise typer.Exit(code)
 
 
@@ -219,7 +251,7 @@ def export(
     import warnings
 
     from clbench import results as frames
-    from clbench.store import write_atomic
+    from clbench.atomic import write_atomic
 
     given = {"method": method, "scenario": scenario, "benchmark": benchmark,
              "dataset": dataset, "tag": tag}
@@ -240,13 +272,13 @@ def export(
 
 
 def main() -> None:
-    """Console entry point: a one-line error instead of a traceback, always."""
+    """Console entry point: a one-line error instead of a traceback, always; SIGTERM ends a
+    command as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
-    except KeyboardInterrupt:
-        typer.echo("interrupted: no record was written for the unfinished run; the same "
-                   "command resumes it after its last finished task", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        raise SystemExit(interrupted(exc).exit_code) from None
     except Exception as exc:  # noqa: BLE001 - last resort: one line plus where the details are
         log = Path.home() / ".cache" / "clbench" / "last-error.txt"
         try:

@@ -113,12 +113,11 @@ class RunContext:
             self.generator("train", index), self.tick,
         )
 
-    def test_batches(self, index: int, checkpoint: int) -> TestBatches:
-        """Task ``index``'s test set at the evaluation point after ``checkpoint`` tasks,
-        shuffled by (seed, point, task). (The parameter keeps its old name while
-        ``clbench.streams`` passes it by keyword; it is an evaluation point, not a checkpoint.)"""
+    def test_batches(self, index: int, point: int) -> TestBatches:
+        """Task ``index``'s test set at the evaluation point after ``point`` tasks, shuffled by
+        (seed, point, task)."""
         return self.task_data(index, "test").eval_batches(
-            self.config.eval_batch_size, self.generator("test", checkpoint, index)
+            self.config.eval_batch_size, self.generator("test", point, index)
         )
 
     def val_batches(self, index: int) -> TestBatches | list:

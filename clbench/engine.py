@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
+from clbench.avalanche import avalanche_streams
 from clbench.context import RunContext
 from clbench.method import Answer, EvalRequest
 from clbench.plan import resolve_device
 from clbench.progress import Progress
 from clbench.record import RunState, build_record, now
-from clbench.streams import build_benchmark
 
 if TYPE_CHECKING:
     from clbench.data import Source
@@ -143,11 +143,10 @@ def execute(
     progress = Progress(config.tasks, per_task, config.eval_at,
                         f"{config.method} {config.scenario}", show_progress)
     saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
-    learned = saved[0].learned if saved is not None else 0
-    tick = (progress.tick if live is None
-            else live.begin(config.to_dict(), learned, per_task, progress.tick))
-    ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, tick)
-    experiences = build_benchmark(ctx).train_stream
+    if live is not None:
+        live.begin(config.to_dict(), saved[0].learned if saved is not None else 0, per_task)
+    ctx = RunContext(config, plan.scenario, plan.props, source, task_defs, device, progress.tick)
+    experiences = avalanche_streams(ctx).train_stream
     method = plan.method(ctx)
     state.variants = (plan.method.variants(config.params) if plan.scenario.infers_task
                       else ["default"])

@@ -1,5 +1,6 @@
 """The one error type the CLI turns into a one-line message and a non-zero exit, and the
-message for a misspelt name (with a "did you mean")."""
+interrupt (Ctrl-C or SIGTERM) it turns into a line saying what is left, and the message for a
+misspelt name (with a "did you mean")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ class DataMissing(ClbenchError):
 
 class Incompatible(ClbenchError):
     """A method cannot run with the chosen scenario, benchmark, model or params."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM, once the command knows what it leaves: ``complete`` of its
+    runs have complete records and ``missing`` do not (None while that is unknown)."""
+
+    def __init__(self, signum: int, complete: int | None = None,
+                 missing: int | None = None) -> None:
+        super().__init__(signum)
+        self.signum, self.complete, self.missing = signum, complete, missing
+
+    @classmethod
+    def of(cls, exc: BaseException, complete: int | None = None,
+           missing: int | None = None) -> Interrupted:
+        """The interrupt ``exc`` (a plain KeyboardInterrupt is SIGINT) with these counts."""
+        import signal
+
+        return cls(getattr(exc, "signum", signal.SIGINT), complete, missing)
 
 
 def unknown(kind: str, name: str, choices: Iterable[str], fallback: str = "") -> ClbenchError:

@@ -1,4 +1,4 @@
-"""Where a sweep's runs execute: local worker processes or Ray tasks.
+"""Where a sweep's runs execute: local worker processes here, Ray tasks in :mod:`clbench.cluster`.
 
 Both hand each finished run's record back to the driver, which stores it (so Ray needs no
 shared filesystem for records). Runs save their checkpoint after each task into the results
@@ -12,17 +12,20 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from clbench.errors import ClbenchError
 from clbench.runner import RunSpec, execute_spec
 
 #: (index of the spec, its record or None when the run crashed, notes, error of a crash)
 Result = tuple[int, "dict[str, Any] | None", list[str], str]
+
+
+class RunNote(str):
+    """A note about one run of a sweep (shown with the run's label, every time), e.g. that Ray
+    retried it; other notes are shown once per sweep."""
 
 
 # --------------------------------------------------------------------------- local processes
@@ -42,6 +45,8 @@ def _watch_parent(parent: int) -> None:
 def _local_worker(parent: int, results: str | None, tasks: Any, done: Any) -> None:
     """A worker process: run specs from ``tasks`` until ``None``, send records to ``done``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
+    # stopped by the driver (or with it): end as Python does, so half-written files go away
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     _watch_parent(parent)
     while True:
         item = tasks.get()
@@ -110,57 +115,8 @@ def run_local(specs: list[RunSpec], results: str | None, workers: int) -> Iterat
         for proc in procs.values():
             if proc.is_alive():
                 proc.terminate()
-                proc.join(timeout=10)
+        for proc in procs.values():
+            proc.join(timeout=3)  # one busy in C code (importing torch) is killed instead
+            if proc.is_alive():
+                proc.kill()
         tasks.cancel_join_thread()
-
-
-# --------------------------------------------------------------------------- Ray
-
-MARKER = ".clbench-driver-{}"
-
-
-def _ray_worker(spec: RunSpec, results: str, token: str) -> tuple[dict[str, Any], list[str]]:
-    """A Ray task: checkpoint into the results folder only when it is the driver's."""
-    shared = (Path(results) / MARKER.format(token)).is_file()
-    record, notes = execute_spec(spec, results if shared else None, resumable=shared)
-    if not shared:
-        notes.append("the results folder is not shared with the Ray workers: an interrupted "
-                     "run restarts from its first task")
-    return record, notes
-
-
-def run_ray(specs: list[RunSpec], results: str | None, address: str | None,
-            resources: list[tuple[int, float]]) -> Iterator[Result]:
-    """Run each spec as a Ray task needing (CPUs, GPUs) of ``resources`` (joining ``address``,
-    else starting a local cluster); yield each run's :data:`Result` as it ends."""
-    try:
-        import ray
-    except ImportError:
-        raise ClbenchError("--executor ray needs Ray: pip install 'clbench[ray]'") from None
-    from clbench.store import results_root
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    root = results_root(results).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex
-    marker = root / MARKER.format(token)
-    marker.touch()
-    ray.init(address=address, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
-    try:
-        task = ray.remote(_ray_worker)
-        refs = {task.options(num_cpus=cpu, num_gpus=gpu).remote(
-            spec.with_plugin_texts(), str(root), token): i
-            for i, (spec, (cpu, gpu)) in enumerate(zip(specs, resources, strict=True))}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            index = refs.pop(ready[0])
-            try:
-                record, notes = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - a task that crashed: a failed run
-                yield index, None, [], " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
-                continue
-            yield index, record, notes, ""
-    finally:
-        marker.unlink(missing_ok=True)
-        ray.shutdown()

@@ -2,63 +2,22 @@
 points, sent to the ``--log`` loggers (:mod:`clbench.loggers`) and kept for the record.
 
 The engine calls a :class:`Live` at the run's landmarks; it exists only when ``--log`` names a
-logger, so a run without one does no extra work per step. The training loss is the value of
-the last scalar each training step back-propagates, whatever the method computes it from
-(Avalanche strategies included: they train from the same loader): while a task trains,
-:class:`LossCapture` wraps ``torch.Tensor.backward`` and the loader's per-step tick commits the
-step's value. (When the native methods share one training loop, this belongs in its step
-hook instead.) Each task's mean loss goes into the record (optional key ``train_loss``) and
-every step's loss into the run folder's curve file (``task,step,loss`` rows).
+logger, so a run without one does no extra work per step. The training loss is each step's
+loss as the method optimises it, handed over by the one step loop of native methods
+(:func:`clbench.training.train_steps`) and by the Avalanche wrapper after a strategy's backward
+pass (its ``loss``, penalties included): :class:`Live` sets itself as their loss observer for
+the run. Each task's mean loss goes into the record (optional key ``train_loss``) and every
+step's loss into the run folder's curve file (``task,step,loss`` rows).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from clbench.loggers import LOGGERS, Logger, flatten
-
-
-class LossCapture:
-    """While :meth:`begin` … :meth:`end`, remembers the last one-element ``backward`` of each
-    step; :meth:`step` (called at each new batch) commits the previous step's value."""
-
-    def __init__(self, on_loss: Callable[[float], None]) -> None:
-        self.on_loss = on_loss
-        self.pending: float | None = None
-        self._original: Any = None
-
-    def begin(self) -> None:
-        import torch
-
-        if self._original is not None:
-            return
-        original = torch.Tensor.backward
-        capture = self
-
-        def backward(tensor: Any, *args: Any, **kwargs: Any) -> Any:
-            if tensor.numel() == 1:  # a loss (Avalanche keeps it of shape [1])
-                capture.pending = float(tensor.detach())
-            return original(tensor, *args, **kwargs)
-
-        self._original = original
-        torch.Tensor.backward = backward  # type: ignore[method-assign]
-
-    def step(self) -> None:
-        if self.pending is not None:
-            self.on_loss(self.pending)
-            self.pending = None
-
-    def end(self) -> None:
-        import torch
-
-        self.step()
-        if self._original is not None:
-            torch.Tensor.backward = self._original  # type: ignore[method-assign]
-            self._original = None
 
 
 class Live:
@@ -74,7 +33,6 @@ class Live:
             self.close()
             raise
         self.curve, self.every = curve, max(1, every)
-        self.capture = LossCapture(self._loss)
         self.step = 0  # global training step (a resumed run continues the count)
         self.task = 0
         self.task_losses: list[float] = []
@@ -83,29 +41,25 @@ class Live:
 
     # ------------------------------------------------------------------ landmarks
 
-    def begin(self, config: dict[str, Any], learned: int, per_task: int,
-              tick: Callable[[], None]) -> Callable[[], None]:
+    def begin(self, config: dict[str, Any], learned: int, per_task: int) -> None:
         """Log the config; continue after ``learned`` tasks (curve rows of later tasks, left
-        by an interrupted run, are dropped); return the per-step tick to use."""
+        by an interrupted run, are dropped); observe every training step's loss from now on
+        (call before the method is built: an Avalanche strategy is built to hand its losses
+        over only in a logged run)."""
+        from clbench.training import observe_losses
+
         for logger in self.loggers:
             logger.hyperparams(flatten(config))
         self.step = learned * per_task
         self.means = self._continue_curve(learned)
-
-        def both() -> None:
-            tick()
-            self.capture.step()
-
-        return both
+        observe_losses(self._loss)
 
     def training(self, task: int) -> None:
         """Task ``task`` (0-based) starts training."""
         self.task, self.task_losses, self.window = task + 1, [], []
-        self.capture.begin()
 
     def trained(self, seconds: float) -> None:
         """The task's training ended: its mean loss and curve."""
-        self.capture.end()
         self._flush_window()
         mean = sum(self.task_losses) / len(self.task_losses) if self.task_losses else None
         self.means.append(mean)
@@ -141,8 +95,11 @@ class Live:
         self._send("eval", entry["after_tasks"], values)
 
     def close(self) -> None:
-        """Close every logger (the run ended, complete or not)."""
-        self.capture.end()
+        """Stop observing losses and close every logger (the run ended, complete or not)."""
+        from clbench.training import loss_observer, observe_losses
+
+        if loss_observer() == self._loss:
+            observe_losses(None)
         for logger in self.loggers:
             logger.close()
         self.loggers = []
@@ -153,7 +110,8 @@ class Live:
 
     # ------------------------------------------------------------------ internals
 
-    def _loss(self, value: float) -> None:
+    def _loss(self, loss: Any) -> None:
+        value = float(loss.detach())
         self.step += 1
         self.task_losses.append(value)
         self.window.append(value)

@@ -1,6 +1,6 @@
 """The one batch loader: whole batches gathered from tensors, the task transform applied to the
 batch, no per-sample ``__getitem__`` and no collate. Every strategy trains and is evaluated on
-these batches (Avalanche's own through :mod:`clbench.streams`).
+these batches (Avalanche's own through :mod:`clbench.avalanche`).
 """
 
 from __future__ import annotations

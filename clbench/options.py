@@ -54,7 +54,12 @@ TABLE: tuple[Option, ...] = (
            default=False),
     Option("executor", str, "local (worker processes) or ray", (SWEEP,), default="local"),
     Option("workers", int, "local worker processes", (SWEEP,), default=1),
-    Option("address", str, "Ray cluster to join [default: start a local one]", (SWEEP,)),
+    Option("address", str, "Ray cluster to join [default: $RAY_ADDRESS, else start a local "
+           "one]", (SWEEP,)),
+    Option("connect_timeout", float, "seconds to wait for the Ray cluster at --address to "
+           "answer", (SWEEP,), default=30.0),
+    Option("verbose", bool, "show Ray's own log lines instead of writing them to a log file",
+           (SWEEP,), default=False),
     _setting("scenario", str, "gg, gns, gnu or nns [default: gg or the method's preset]", "gg"),
     _setting("benchmark", str, "permuted, rotated or split", "permuted"),
     _setting("dataset", str, "data source (clbench list datasets)", "mnist"),

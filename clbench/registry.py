@@ -58,11 +58,7 @@ def _register(group: str, cls: T) -> T:
             f"{_loading_source[-1] if _loading_source else cls.__module__}): rename one"
         )
     cls.name = name
-    if _loading_source:
-        cls.source = _loading_source[-1]
-    else:  # imported directly, before the entry points were read
-        builtin = cls.__module__.startswith("clbench.")
-        cls.source = "built-in" if builtin else f"module {cls.__module__}"
+    cls.source = _loading_source[-1] if _loading_source else f"module {cls.__module__}"
     table[name] = cls
     return cls
 
@@ -87,10 +83,19 @@ def _load_group(group: str) -> None:
         _loading_source.append(source)
         try:
             ep.load()
+            _claim(group, ep.module, source)
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not
             _mark_broken(group, ep.name, source, exc)  # break the CLI
         finally:
             _loading_source.pop()
+
+
+def _claim(group: str, module: str, source: str) -> None:
+    """Give an entry point's source to what its module registered when it was imported
+    directly (``import clbench.methods.exssnet``) before the group was loaded."""
+    for cls in _registries[group].values():
+        if not isinstance(cls, Broken) and cls.source == f"module {module}":
+            cls.source = source
 
 
 def _mark_broken(group: str, name: str, source: str, exc: BaseException) -> Broken:

@@ -10,6 +10,7 @@ command line shows, and returns the exit code.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from collections.abc import Generator
 from dataclasses import dataclass, field, fields, replace
@@ -95,17 +96,21 @@ def prepare(spec: RunSpec) -> Prepared:
 
 
 def _plan_here(spec: RunSpec) -> Plan:
-    """Plan ``spec``; plugin files missing here are written from their carried sources and
-    recorded under their original paths (so the run id is the same everywhere)."""
+    """Plan ``spec``; plugin files missing here are written from their carried sources (into a
+    temporary folder, removed once they are imported) and recorded under their original paths
+    (so the run id is the same everywhere)."""
     if not spec.plugin_texts or all(Path(p).expanduser().is_file() for p in spec.plugins):
         return spec.plan()
     folder = Path(tempfile.mkdtemp(prefix="clbench-plugins-"))
-    local = []
-    for i, original in enumerate(spec.plugins):
-        copy = folder / f"{i}-{Path(original).name}"
-        copy.write_text(spec.plugin_texts[original])
-        local.append(str(copy))
-    plan = replace(spec, plugins=local).plan()
+    try:
+        local = []
+        for i, original in enumerate(spec.plugins):
+            copy = folder / f"{i}-{Path(original).name}"
+            copy.write_text(spec.plugin_texts[original])
+            local.append(str(copy))
+        plan = replace(spec, plugins=local).plan()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     digests = [hashlib.sha256(spec.plugin_texts[p].encode()).hexdigest() for p in spec.plugins]
     originals = [str(Path(p).expanduser().resolve()) for p in spec.plugins]
     plan.config = replace(plan.config, plugin={"path": ",".join(originals),

@@ -18,16 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clbench.atomic import write_atomic, write_json_atomic  # noqa: F401
+from clbench.atomic import write_json_atomic
 from clbench.errors import ClbenchError
 from clbench.record import migrate
 
 if TYPE_CHECKING:
     from clbench.config import RunConfig
     from clbench.lock import RunLock
-
-# ``write_atomic`` is imported above only for ``clbench.report.page``, which still imports it
-# from here; it belongs to ``clbench.atomic``.
 
 RECORD = "record.json"
 CHECKPOINT = "checkpoint.pt"

@@ -14,12 +14,13 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from clbench.errors import ClbenchError
+from clbench.errors import ClbenchError, Interrupted
 from clbench.options import SETTINGS
 from clbench.record import build_record
 from clbench.runner import Line, RunInputs, RunSpec
@@ -332,9 +333,11 @@ def _mean_std(stat: Any) -> str:
 
 
 def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: int,
-              address: str | None, dry_run: bool) -> Generator[Line, None, int]:
+              address: str | None, dry_run: bool, connect_timeout: float = 30.0,
+              verbose: bool = False) -> Generator[Line, None, int]:
     """Plan, show the plan, run what is missing, show the results table: yield what to show
-    as it happens and return the exit code (1 when a run failed)."""
+    as it happens and return the exit code (1 when a run failed). Ctrl-C or SIGTERM while runs
+    execute raises :class:`~clbench.errors.Interrupted` with the runs complete and not."""
     if executor not in ("local", "ray"):
         raise ClbenchError(f"--executor {executor}: choose local or ray")
     if workers < 1:
@@ -356,27 +359,12 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
     todo = [p for p in runs if p.status == "run"]
     elsewhere: set[str] = set()
     if todo:
-        threads = {p.config.threads for p in todo}
-        where = (f"{workers} local worker{'s' * (workers > 1)}" if executor == "local"
-                 else f"Ray ({address or 'a local cluster'})")
-        yield Line(f"running {len(todo)} runs on {where}, "
-                   f"{'/'.join(map(str, sorted(threads)))} thread{'s' * (threads != {1})} each")
-        tally = Tally(len(todo))
-        shown: set[str] = set()
-        for index, record, notes, error in _execute(todo, results, executor, workers, address):
-            item = todo[index]
-            if record is None and not error:  # another process holds the run's lock
-                elsewhere.add(item.run_id)
-                yield Line(tally.elsewhere(item.label, notes[0] if notes else "elsewhere"))
-                continue
-            if record is None:
-                record = build_record(item.config, item.spec.command, error=RuntimeError(error))
-            store.write(record)
-            for note in notes:
-                if note not in shown:
-                    shown.add(note)
-                    yield Line(f"note: {note.removeprefix('note: ')}")
-            yield Line(tally.line(record, item.label))
+        try:
+            yield from _run_todo(todo, store, results, executor, workers,
+                                 (address, connect_timeout, verbose), elsewhere)
+        except KeyboardInterrupt as exc:
+            complete = sum(store.complete(p.run_id) is not None for p in runs)
+            raise Interrupted.of(exc, complete, len(runs) - complete) from None
     yield Line(results_table(store, [p.run_id for p in runs]))
     failed = sum(store.complete(p.run_id) is None for p in runs if p.run_id not in elsewhere)
     if elsewhere:
@@ -388,13 +376,51 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
     return 1 if failed else 0
 
 
-def _execute(todo: list[Planned], results: str | None, executor: str, workers: int,
-             address: str | None) -> Iterator[Any]:
-    from clbench import executors
+def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: str,
+              workers: int, ray: tuple[str | None, float, bool], elsewhere: set[str]
+              ) -> Generator[Line, None, None]:
+    """Run the missing runs where the user asked, storing each record as it comes back; runs
+    that another process is training (it holds their lock) are added to ``elsewhere``."""
+    from clbench.executors import RunNote
 
-    specs = [p.spec for p in todo]
-    if executor == "ray":
-        resources = [(p.config.threads, 1.0 if p.config.device.startswith("cuda") else 0.0)
-                     for p in todo]
-        return executors.run_ray(specs, results, address, resources)
-    return executors.run_local(specs, results, workers)
+    threads = {p.config.threads for p in todo}
+    each = f"{'/'.join(map(str, sorted(threads)))} thread{'s' * (threads != {1})} each"
+    tally = Tally(len(todo))
+    shown: set[str] = set()
+    with ExitStack() as stack:
+        if executor == "ray":
+            from clbench import cluster
+
+            address, connect_timeout, verbose = ray
+            log = None if verbose else cluster.log_path()
+            if log is not None:
+                yield Line(f"Ray's log lines go to {log} (--verbose shows them here)")
+            session = stack.enter_context(cluster.session(address, results, connect_timeout,
+                                                          log))
+            yield Line(f"running {len(todo)} runs on {session.where()}, {each}")
+            resources = [(p.config.threads, 1.0 if p.config.device.startswith("cuda") else 0.0)
+                         for p in todo]
+            ended = session.run([p.spec for p in todo], resources)
+        else:
+            from clbench.executors import run_local
+
+            yield Line(f"running {len(todo)} runs on {workers} local "
+                       f"worker{'s' * (workers > 1)}, {each}")
+            ended = run_local([p.spec for p in todo], results, workers)
+        stack.enter_context(closing(ended))
+        for index, record, notes, error in ended:
+            item = todo[index]
+            if record is None and not error:  # another process holds the run's lock
+                elsewhere.add(item.run_id)
+                yield Line(tally.elsewhere(item.label, str(notes[0]) if notes else "elsewhere"))
+                continue
+            if record is None:
+                record = build_record(item.config, item.spec.command, error=RuntimeError(error))
+            store.write(record)
+            for note in notes:
+                if isinstance(note, RunNote):
+                    yield Line(f"run {item.label}: {note}")
+                elif note not in shown:
+                    shown.add(note)
+                    yield Line(f"note: {note.removeprefix('note: ')}")
+            yield Line(tally.line(record, item.label))

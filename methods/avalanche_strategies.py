@@ -1,6 +1,6 @@
 """Avalanche's own strategies as clbench methods, by name: ``--method avalanche:EWC``.
 
-Each runs through :class:`clbench.strategy.AvalancheMethod` (the clbench loader, one Avalanche
+Each runs through :class:`clbench.avalanche.AvalancheMethod` (the clbench loader, one Avalanche
 epoch = one task's ``--iters`` batches) on a plain trainable model with biases. Label views:
 GG the task view (one shared head, per-task labels), GNs the domain view (no task id), GNu the
 class-incremental view (labels y + t·C over T·C outputs). Strategy arguments default to the
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from clbench.avalanche import OPTIMIZER_PARAMS, AvalancheMethod, parameter_count
 from clbench.method import Preset, refuse
 from clbench.params import Param
+from clbench.protocols import MNIST_PAPER
 from clbench.registry import register_method
-from clbench.strategy import OPTIMIZER_PARAMS, AvalancheMethod, parameter_count
 
 CONTINUAL = frozenset({"gg", "gns", "gnu"})
-MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
-               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
 PAPER_PRESETS = tuple(
     Preset({"scenario": s}, MNIST_PAPER, {}, "SupSup's PermutedMNIST protocol: LeNet, 1000 "
            "batches of 128 per task, seed 1")
@@ -137,7 +136,7 @@ class Replay(AvalancheMethod):
                            "input bytes, an int64 label"}
 
     def plugins(self) -> list[Any]:
-        from clbench.strategy import ClbenchReplayPlugin
+        from clbench.avalanche import ClbenchReplayPlugin
 
         self.replay = ClbenchReplayPlugin(self.ctx, self.ctx.params["mem_size"])
         return [self.replay]

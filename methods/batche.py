@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from clbench.method import Answer, Bytes, EvalRequest, Method, Preset, refuse
+from clbench.method import Answer, Bytes, EvalRequest, Method, Preset
 from clbench.params import Param
+from clbench.protocols import CIFAR100_PAPER, MNIST_PAPER
 from clbench.registry import register_method
-
-MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
-               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
+from clbench.supermask.rules import OBJECTIVES, check_outputs, refuse_per_task_bn
 
 
 def _rank_one() -> type:
@@ -74,18 +73,6 @@ def _rank_one() -> type:
     return RankOne
 
 
-def _objective(logits: Any, objective: str, real: int) -> Any:
-    """Per-decision objective, mean over its images: H (entropy over all outputs) or G
-    (logsumexp, with the real outputs detached: gradient through the superfluous ones)."""
-    import torch
-
-    if objective == "H":
-        logp = logits.log_softmax(-1)
-        return -(logp.exp() * logp).sum(-1).mean(-1)
-    detached = torch.cat([logits[..., :real].detach(), logits[..., real:]], -1)
-    return detached.logsumexp(-1).mean(-1)
-
-
 @register_method
 class BatchE(Method):
     name = "batche"
@@ -104,7 +91,7 @@ class BatchE(Method):
         Param("weight_decay", float, 1e-4, "weight decay (Adam's L2)", low=0.0),
         Param("output_size", int, 0, "output neurons (0: classes per task)", low=0),
         Param("objective", str, ("H",), "task-inference objective(s) in GNs/GNu",
-              choices=("H", "G"), multiple=True),
+              choices=OBJECTIVES, multiple=True),
         Param("infer_batch", int, 1, "images of each test batch that decide its task", low=1),
     )
     presets = (
@@ -117,8 +104,7 @@ class BatchE(Method):
         Preset({"model": "gemresnet18"}, {}, {"random_w": True, "lr": 0.1},
                "BatchE-RandW (rn18-batche-randw.yaml): W never trained, Adam 0.1"),
         Preset({"preset": "paper", "dataset": "cifar100"},
-               {"benchmark": "split", "model": "gemresnet18", "tasks": 20, "epochs": 250,
-                "iters": None, "seed": 0}, {"random_w": True, "lr": 0.1},
+               CIFAR100_PAPER, {"random_w": True, "lr": 0.1},
                "Fig. 2 right: SplitCIFAR100 BatchE-RandW, 250 epochs"),
     )
     bytes_rules = {
@@ -128,16 +114,9 @@ class BatchE(Method):
 
     @classmethod
     def check(cls, options: dict[str, Any], params: dict[str, Any], props: Any) -> None:
-        if options["scenario"] != "gg" and options["model"] == "gemresnet18":
-            refuse("batche infers the task only with MLPs (per-task BatchNorm statistics are "
-                   "undefined for a superposition): run gemresnet18 in gg")
-        outputs = params["output_size"] or props.classes_per_task
-        if outputs < props.classes_per_task:
-            refuse(f"output_size {outputs} is below the {props.classes_per_task} classes")
-        if options["scenario"] != "gg" and "G" in params["objective"] and \
-                outputs == props.classes_per_task:
-            refuse("objective G needs superfluous neurons: set --param output_size above the "
-                   f"{props.classes_per_task} classes per task")
+        scenario = options["scenario"]
+        refuse_per_task_bn(scenario, options["model"], cls.models)
+        check_outputs(params, props, () if scenario == "gg" else params["objective"])
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
@@ -184,17 +163,15 @@ class BatchE(Method):
         return h
 
     def _use(self, task: int) -> None:
-        from clbench.models import set_task
+        from clbench.supermask.layers import set_task
 
         for layer in self.layers:
             layer.task, layer.alphas = task, None
         set_task(self.net, task)
 
     def train_experience(self, experience: Any) -> None:
-        import torch.nn.functional as F
-
-        from clbench.models import add_task
-        from clbench.strategy import make_optimizer
+        from clbench.supermask.layers import add_task
+        from clbench.training import epochs, fit, make_optimizer
 
         index, p = experience.task_label, self.ctx.params
         generator = self.ctx.generator("members", index)
@@ -209,12 +186,8 @@ class BatchE(Method):
         params = members + ([layer.weight for layer in self.layers] if train_w else [])
         optimizer = make_optimizer(params, {**p, "lr": p["weight_lr"] if train_w else p["lr"]})
         self.net.train()
-        for _ in range(self.ctx.config.epochs or 1):
-            for x, y, _ in self.ctx.train_loader(index):
-                loss = F.cross_entropy(self._forward(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        for batches in epochs(self.ctx, index, reshuffle=False):
+            fit(self._forward, optimizer, batches)
         for v in members:
             v.requires_grad_(False)
         self.net.eval()
@@ -224,7 +197,7 @@ class BatchE(Method):
         return {"tasks": self.tasks, "net": self.net.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from clbench.models import add_task
+        from clbench.supermask.layers import add_task
 
         for index in range(state["tasks"]):  # the members' shapes, then their trained values
             generator = self.ctx.generator("members", index)
@@ -262,6 +235,8 @@ class BatchE(Method):
         (``heads``: each decision's images)."""
         import torch
 
+        from clbench.supermask.objective import decision_objective
+
         chosen: list[int] = []
         for start in range(0, len(heads), chunk):
             part = heads[start:start + chunk]
@@ -275,7 +250,7 @@ class BatchE(Method):
                 layer.alphas = alphas
             with torch.enable_grad():
                 logits = self._forward(x)
-                obj = _objective(logits, objective, self.classes).sum()
+                obj = decision_objective(logits, objective, self.classes).sum()
                 (grad,) = torch.autograd.grad(obj, alphas)
             chosen += grad.argmin(1).tolist()
         for layer in self.layers:
@@ -308,7 +283,7 @@ class BatchE(Method):
         return out
 
     def bytes(self) -> dict[str, Bytes]:
-        from clbench.models import bn_statistics
+        from clbench.supermask.layers import bn_statistics
 
         k = self.tasks
         vectors = 4 * k * sum(sum(layer.weight.shape[:2]) for layer in self.layers)

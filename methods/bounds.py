@@ -27,10 +27,9 @@ from typing import Any
 
 from clbench.method import Answer, Bytes, EvalRequest, Method, Preset
 from clbench.params import Param
+from clbench.protocols import CIFAR100_PAPER, MNIST_PAPER
 from clbench.registry import register_method
 
-MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
-               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
 MNIST_OPT = {"optimizer": "rmsprop", "lr": 1e-4, "weight_lr": 1e-4, "weight_decay": 0.0}
 CIFAR_OPT = {"optimizer": "adam", "lr": 1e-2, "weight_lr": 1e-3, "weight_decay": 1e-4}
 COMMON = (
@@ -45,9 +44,8 @@ PRESETS = (
            "SupSup's PermutedMNIST protocol: LeNet, RMSprop 1e-4, 1000 batches of 128"),
     Preset({"model": "gemresnet18"}, {}, CIFAR_OPT,
            "SplitCIFAR100 configs: Adam, trunk 1e-3, heads 1e-2, weight decay 1e-4"),
-    Preset({"preset": "paper", "dataset": "cifar100"},
-           {"benchmark": "split", "model": "gemresnet18", "tasks": 20, "epochs": 250,
-            "iters": None, "seed": 0}, CIFAR_OPT, "Fig. 2 right: SplitCIFAR100, 250 epochs"),
+    Preset({"preset": "paper", "dataset": "cifar100"}, CIFAR100_PAPER, CIFAR_OPT,
+           "Fig. 2 right: SplitCIFAR100, 250 epochs"),
 )
 
 
@@ -72,18 +70,12 @@ def _split(net: Any) -> tuple[Any, Any]:
 
 def _fit(ctx: Any, index: int, forward: Any, groups: list[tuple[list[Any], float]]) -> None:
     """Train on task ``index``: one optimizer with a learning rate per parameter group."""
-    import torch.nn.functional as F
-
-    from clbench.strategy import make_optimizer
+    from clbench.training import epochs, fit, make_optimizer
 
     groups = [{"params": params, "lr": lr} for params, lr in groups if params]
     optimizer = make_optimizer(groups, {**ctx.params, "lr": groups[0]["lr"]})
-    for _ in range(ctx.config.epochs or 1):
-        for x, y, _ in ctx.train_loader(index):
-            loss = F.cross_entropy(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    for batches in epochs(ctx, index, reshuffle=False):
+        fit(forward, optimizer, batches)
 
 
 def _count(module: Any) -> int:
@@ -140,7 +132,7 @@ class UpperBound(Method):
                     for r in requests]
 
     def bytes(self) -> dict[str, Bytes]:
-        from clbench.models import bn_statistics
+        from clbench.supermask.layers import bn_statistics
 
         per = sum(_count(n) + bn_statistics(n, per_task=False) for n in self.nets)
         return {"fp32": Bytes(4 * per, "upper-bound-v1")}
@@ -188,7 +180,7 @@ class _Heads(Method):
         return [p for p in self.net.parameters() if id(p) not in skip]
 
     def train_experience(self, experience: Any) -> None:
-        from clbench.models import add_task, set_task
+        from clbench.supermask.layers import add_task, set_task
 
         index, p = experience.task_label, self.ctx.params
         add_task(self.net)
@@ -210,7 +202,7 @@ class _Heads(Method):
         return {"net": self.net.state_dict(), "heads": [h.state_dict() for h in self.heads]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from clbench.models import add_task
+        from clbench.supermask.layers import add_task
 
         for saved in state["heads"]:
             add_task(self.net)
@@ -223,7 +215,7 @@ class _Heads(Method):
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
         import torch
 
-        from clbench.models import set_task
+        from clbench.supermask.layers import set_task
 
         answers = []
         with torch.no_grad():
@@ -234,7 +226,7 @@ class _Heads(Method):
         return answers
 
     def bytes(self) -> dict[str, Bytes]:
-        from clbench.models import bn_statistics
+        from clbench.supermask.layers import bn_statistics
 
         k = len(self.heads)
         heads = 4 * k * _count(self.initial_head)

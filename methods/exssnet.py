@@ -31,7 +31,8 @@ KKT therefore keeps every task's float scores: 4·P bytes per task, counted belo
 
 GG as in the paper; for models without per-task BatchNorm the masks still superpose over one
 weight tensor, so GNs/GNu infer the task with SupSup's One-Shot/Binary inference (objectives
-H, G) over the trained weights. Prediction is SupSup's.
+H, G) over the trained weights. Network, training loop, prediction and byte formulas are
+SupSup's parts from the supermask library and :mod:`clbench.training`.
 
 Bytes (P masked weights, k tasks, C_bn per-task BN channels, n weights ever trained = |∪_t
 E_t|, the union of the masks when every task has a weight phase):
@@ -43,19 +44,21 @@ plus fp32 values, whichever is smaller; k_s = k with ``kkt=best`` (float scores)
 
 from __future__ import annotations
 
+from itertools import islice
 from math import ceil, prod
 from typing import Any, ClassVar
 
-from clbench.method import Bytes, Method, Preset, refuse
-from clbench.methods.supsup import MNIST_PAPER, PER_TASK_BN, SupSup
+from clbench.method import Answer, Bytes, EvalRequest, Method, Preset, refuse
 from clbench.params import Param
+from clbench.protocols import MNIST_PAPER
 from clbench.registry import register_method
+from clbench.supermask.rules import INFERENCES, OBJECTIVES, check_outputs, refuse_per_task_bn
 
 KNN_MEMORY = 0.66  # the first 66% of KKT's samples are the k-NN memory, the rest its queries
 
 
 @register_method
-class ExSSNeT(SupSup):
+class ExSSNeT(Method):
     name = "exssnet"
     description = "ExSSNeT: SupSup top-k masks, then per task train the weights only its " \
                   "mask selects (earlier tasks bit-exactly kept); optional KNN transfer (KKT)"
@@ -83,8 +86,8 @@ class ExSSNeT(SupSup):
               low=0.0, high=1.0),
         Param("output_size", int, 0, "output neurons (0: classes per task; G needs more)", low=0),
         Param("objective", str, ("H",), "GN task-inference objective(s), as SupSup",
-              choices=("H", "G"), multiple=True),
-        Param("inference", str, "oneshot", "GN: oneshot or binary", choices=("oneshot", "binary")),
+              choices=OBJECTIVES, multiple=True),
+        Param("inference", str, "oneshot", "GN: oneshot or binary", choices=INFERENCES),
         Param("infer_batch", int, 1, "GN: images of each test batch that decide its task", low=1),
     )
     presets = tuple(
@@ -112,31 +115,22 @@ class ExSSNeT(SupSup):
         if first < 1 or (share < 1 and first >= length):
             refuse(f"mask_share {share} of {unit} {length} leaves a phase empty: give a share "
                    f"with at least one step in each phase, or 1 for masks only")
-        if scenario != "gg" and model in PER_TASK_BN:
-            refuse(f"model '{model}' keeps per-task running BatchNorm statistics, which a "
-                   f"superposition of masks does not define: run it in gg, or use lenet or "
-                   f"fc1024 in {scenario}")
-        outputs = params["output_size"] or props.classes_per_task
-        if outputs < props.classes_per_task:
-            refuse(f"output_size {outputs} is below the {props.classes_per_task} classes per task")
-        if "G" in params["objective"] and outputs == props.classes_per_task:
-            refuse("objective G needs superfluous neurons: set --param output_size above the "
-                   f"{props.classes_per_task} classes per task")
+        refuse_per_task_bn(scenario, model, cls.models)
+        check_outputs(params, props, params["objective"])
 
     # ---------------------------------------------------------------- run time
 
     def __init__(self, ctx: Any) -> None:
-        Method.__init__(self, ctx)
+        super().__init__(ctx)
         import torch
 
-        from clbench.methods.supermask import build_model
+        from clbench.supermask.nets import build_model
 
         self.classes = ctx.props.classes_per_task
         self.net = build_model(
             ctx.config.model, ctx.params["output_size"] or self.classes, ctx.config.seed,
             mask="topk", density=ctx.config.density, in_features=prod(ctx.props.input_shape),
         ).to(ctx.device)
-        self.nns, self.bank = False, None  # SupSup's prediction path: stored masks only
         self.used = torch.zeros(self.net.num_weights, dtype=torch.bool, device=ctx.device)
         self.trained = torch.zeros_like(self.used)  # ∪ of the editable sets so far
         self.score_bank: list[list[Any]] = []  # kkt=best: each task's final float scores
@@ -148,13 +142,15 @@ class ExSSNeT(SupSup):
         parts = flat.split(self.net.store.layer_sizes)
         return [p.view_as(m.weight) for p, m in zip(parts, self.net.masked_layers, strict=True)]
 
-    def _switch(self) -> tuple[int, int]:
-        """(epoch, batch) where the weight phase starts; never reached with mask_share=1."""
+    def _switch(self) -> tuple[int, int] | None:
+        """(epoch, batch) where the weight phase starts; None with mask_share=1 (no phase)."""
         c, share = self.ctx.config, self.ctx.params["mask_share"]
+        if share >= 1:
+            return None
         return (round(c.epochs * share), 0) if c.epochs else (0, round(c.iters * share))
 
     def train_experience(self, experience: Any) -> None:
-        import torch.nn.functional as F
+        from clbench.training import epochs, fit, make_optimizer
 
         index = experience.task_label  # the task view: the given task id
         net = self.net
@@ -167,21 +163,17 @@ class ExSSNeT(SupSup):
         self.kkt_accuracy.append([])
         if self.ctx.params["kkt"] == "best" and index > 0:
             self._transfer(index)
-        optimizer = self._optimizer(net.score_parameters())
+        optimizer = make_optimizer(net.score_parameters(), self.ctx.params)
         phase = None  # the weight phase's (optimizer, editable masks, weights before it)
         switch = self._switch()
-        for epoch, loader in enumerate(self._epochs(index)):
-            for step, (x, y, _) in enumerate(loader):
-                if phase is None and (epoch, step) >= switch:
-                    phase = self._start_weights()
-                    optimizer = phase[0]
-                loss = F.cross_entropy(net(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if phase is not None:
-                    for layer, editable in zip(net.masked_layers, phase[1], strict=True):
-                        layer.weight.grad.mul_(editable)
-                optimizer.step()
+        for epoch, loader in enumerate(epochs(self.ctx, index)):
+            batches = iter(loader)
+            if phase is None and switch is not None and epoch == switch[0]:
+                fit(net, optimizer, islice(batches, switch[1]))  # the mask phase's last batches
+                phase = self._start_weights()
+                optimizer = phase[0]
+            fit(net, optimizer, batches,
+                after_backward=None if phase is None else self._gradient_mask(phase[1]))
         if phase is not None:
             self._end_weights(phase[1], phase[2])
         mask = net.current_mask()
@@ -192,9 +184,19 @@ class ExSSNeT(SupSup):
         self.used |= mask
         net.eval()
 
+    def _gradient_mask(self, editable: list[Any]) -> Any:
+        """The after-backward hook of the weight phase: zero every gradient outside E_t."""
+        layers = self.net.masked_layers
+
+        def mask_gradients() -> None:
+            for layer, e in zip(layers, editable, strict=True):
+                layer.weight.grad.mul_(e)
+
+        return mask_gradients
+
     def _start_weights(self) -> tuple[Any, list[Any], list[Any]]:
         """Freeze the scores, open the editable set E_t, return the weight optimizer."""
-        from clbench.strategy import make_optimizer
+        from clbench.training import make_optimizer
 
         net = self.net
         for s in net.score_parameters():
@@ -232,6 +234,11 @@ class ExSSNeT(SupSup):
             mask = mask & ~store.mask(i)
         return mask
 
+    def predict(self, requests: list[EvalRequest]) -> list[Answer]:
+        from clbench.supermask.predict import MaskPredictor
+
+        return MaskPredictor(self.net, self.classes, self.ctx.params).predict(requests)
+
     # ---------------------------------------------------------------- KKT
 
     def _transfer(self, index: int) -> None:
@@ -262,7 +269,7 @@ class ExSSNeT(SupSup):
             self.score_bank)
 
     def bytes(self) -> dict[str, Bytes]:
-        from clbench.methods.supermask import bits_bytes, sparse_bytes
+        from clbench.supermask.sizes import bits_bytes, sparse_bytes
 
         extra = self._weights_bytes()
         return {"bits": Bytes(bits_bytes(self.net) + extra, "exssnet-bits-v1"),
@@ -274,13 +281,10 @@ class ExSSNeT(SupSup):
         exclusive set E_t for exssnet), ``kkt_source`` (earlier task whose scores it started
         from, or null) and ``kkt_accuracy`` (k-NN accuracy per earlier task); ``trained_weights``
         (n, weights ever in an editable set)."""
-        store = self.net.store
-        kept = sum(store.layer_counts(i) for i in range(len(self.net.masked_layers)))
+        from clbench.supermask.sizes import mask_stats
+
         return {
-            "overall_density": self.net.overall_density,
-            "layer_densities": self.net.layer_densities,
-            "mask_density": [round(int(n) / self.net.num_weights, 6) for n in kept]
-            if store.count else [],
+            **mask_stats(self.net),
             "free_fraction": self.free_fraction,
             "kkt_source": self.kkt_source,
             "kkt_accuracy": self.kkt_accuracy,
@@ -304,7 +308,7 @@ class ExSSNeT(SupSup):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import torch
 
-        from clbench.methods.supermask import model_from_state
+        from clbench.supermask.nets import model_from_state
 
         device = self.ctx.device
         net = model_from_state(state["net"]).to(device)

@@ -63,16 +63,20 @@ associative memory with no per-task growth, not a byte saving.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from clbench.method import Answer, Bytes, EvalRequest, Method, Preset, refuse
 from clbench.params import Param
 from clbench.registry import register_method
+from clbench.supermask.sizes import (
+    MEMORIES,
+    UNITS,
+    explicit_bytes,
+    hopfield_bytes,
+    hopfield_comparison,
+    memory_sizes,
+)
 
-HIDDEN = (2048, 2048)  # bnnet's hidden widths: one mask bit per unit
-MEMORIES = ("joint", "layer")  # one Hopfield memory over all hidden units, or one per layer
-SEED_BYTES = COUNT_BYTES = 8
 SPLIT_MNIST = Preset(
     {},
     {"scenario": "gnu", "benchmark": "split", "dataset": "mnist", "model": "bnnet", "tasks": 5,
@@ -87,54 +91,6 @@ COMMON_PARAMS = (
     Param("weight_decay", float, 1e-4, "SGD weight decay on the scores (training and recovery)",
           low=0.0),
 )
-
-
-def memory_sizes(memory: str, widths: tuple[int, ...] = HIDDEN) -> tuple[int, ...]:
-    """Units per Hopfield memory: one memory per hidden layer (``layer``, the paper's code) or
-    one over all hidden units (``joint``)."""
-    if memory not in MEMORIES:
-        raise ValueError(f"memory {memory!r}: use one of {', '.join(MEMORIES)}")
-    return tuple(widths) if memory == "layer" else (sum(widths),)
-
-
-def hopfield_bytes(memory: str = "joint", widths: tuple[int, ...] = HIDDEN,
-                   symmetric: bool = False) -> int:
-    """Bytes HopSupSup keeps, whatever the number of tasks: seed + Ψ per memory (fp32, full or
-    upper triangle) + the sum of the ±1 masks per layer (fp32) + the task count."""
-    psi = sum(d * (d + 1) // 2 if symmetric else d * d for d in memory_sizes(memory, widths))
-    return SEED_BYTES + 4 * psi + 4 * sum(widths) + COUNT_BYTES
-
-
-def explicit_bytes(tasks: int, widths: tuple[int, ...] = HIDDEN) -> int:
-    """Bytes of explicit unit masks: seed + k·Σ⌈d/8⌉ (512 B per task for bnnet)."""
-    return SEED_BYTES + tasks * sum(-(-d // 8) for d in widths)
-
-
-def break_even_tasks(memory: str = "joint", widths: tuple[int, ...] = HIDDEN,
-                     symmetric: bool = False) -> int:
-    """The fewest tasks whose explicit masks take at least the Hopfield store's bytes."""
-    per_task = explicit_bytes(1, widths) - SEED_BYTES
-    return -(-(hopfield_bytes(memory, widths, symmetric) - SEED_BYTES) // per_task)
-
-
-def storkey_capacity(d: int) -> float:
-    """About d/√(2 ln d) patterns (Storkey's rule), without importing torch."""
-    return d / math.sqrt(2.0 * math.log(d))
-
-
-def bytes_summary(tasks: int, memory: str) -> dict[str, Any]:
-    """The bytes comparison both methods put in their extras, for a ``memory`` layout."""
-    return {
-        "tasks": tasks,
-        "hopfield_fp32": hopfield_bytes(memory),
-        "hopfield_fp32_symmetric": hopfield_bytes(memory, symmetric=True),
-        "explicit_per_task": explicit_bytes(1) - SEED_BYTES,
-        "explicit_now": explicit_bytes(tasks),
-        "break_even_tasks": break_even_tasks(memory),
-        "break_even_tasks_symmetric": break_even_tasks(memory, symmetric=True),
-        "memory": memory,
-        "storkey_capacity_per_memory": round(storkey_capacity(max(memory_sizes(memory))), 1),
-    }
 
 
 class _UnitMaskMethod(Method):
@@ -155,30 +111,23 @@ class _UnitMaskMethod(Method):
         super().__init__(ctx)
         from math import prod
 
-        from clbench.methods.hopfield import UnitMaskNet
+        from clbench.supermask.hopfield import UnitMaskNet
 
-        self.net = UnitMaskNet(prod(ctx.props.input_shape), HIDDEN, ctx.outputs,
+        self.net = UnitMaskNet(prod(ctx.props.input_shape), UNITS, ctx.outputs,
                                ctx.config.seed).to(ctx.device)
         self.masks: list[list[Any]] = []  # per task, one bool [width] per hidden layer
         self.history: list[dict[str, Any]] = []  # one entry per checkpoint with inferred requests
 
     def train_experience(self, experience: Any) -> None:
         import torch
-        import torch.nn.functional as F
 
-        from clbench.methods.hopfield import unit_mask
+        from clbench.supermask.hopfield import unit_mask
+        from clbench.training import epochs, fit, make_optimizer
 
-        p = self.ctx.params
-        scores = [torch.nn.Parameter(torch.zeros(w, device=self.ctx.device)) for w in HIDDEN]
-        optimizer = torch.optim.SGD(scores, lr=p["lr"], momentum=p["momentum"],
-                                    weight_decay=p["weight_decay"])
-        loader = self.ctx.train_loader(experience.current_experience)
-        for _ in range(self.ctx.config.epochs or 1):
-            for x, y, _ in loader:
-                loss = F.cross_entropy(self.net(x, [unit_mask(s) for s in scores]), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        scores = [torch.nn.Parameter(torch.zeros(w, device=self.ctx.device)) for w in UNITS]
+        optimizer = make_optimizer(scores, {**self.ctx.params, "optimizer": "sgd"})
+        for batches in epochs(self.ctx, experience.current_experience):
+            fit(lambda x: self.net(x, [unit_mask(s) for s in scores]), optimizer, batches)
         mask = [s.detach() >= 0 for s in scores]
         self.masks.append(mask)
         self._store(mask)
@@ -193,20 +142,20 @@ class _UnitMaskMethod(Method):
     def _packed(self) -> Any:
         import torch
 
-        from clbench.methods.supermask import pack_bits
+        from clbench.supermask.bits import pack_bits
 
         if not self.masks:
-            return torch.zeros(0, sum(-(-w // 8) for w in HIDDEN), dtype=torch.uint8)
+            return torch.zeros(0, sum(-(-w // 8) for w in UNITS), dtype=torch.uint8)
         return torch.stack([torch.cat([pack_bits(m.cpu()) for m in mask])
                             for mask in self.masks])
 
     def _unpacked(self, packed: Any) -> list[list[Any]]:
-        from clbench.methods.supermask import unpack_bits
+        from clbench.supermask.bits import unpack_bits
 
         out = []
         for row in packed:
             layers, start = [], 0
-            for w in HIDDEN:
+            for w in UNITS:
                 n = -(-w // 8)
                 layers.append(unpack_bits(row[start:start + n], w).to(self.ctx.device))
                 start += n
@@ -215,9 +164,9 @@ class _UnitMaskMethod(Method):
 
     def _mask_stats(self) -> dict[str, Any]:
         """How many units each mask keeps, and how far apart the masks are."""
-        from clbench.methods.hopfield import agreement
+        from clbench.supermask.hopfield import agreement
 
-        bits = sum(HIDDEN)
+        bits = sum(UNITS)
         distances = [round((1 - agreement(a, b)) * bits)
                      for i, a in enumerate(self.masks) for b in self.masks[i + 1:]]
         return {
@@ -259,17 +208,17 @@ class HopSupSup(_UnitMaskMethod):
 
         self.memory = ctx.params["memory"]
         self.psis = [torch.zeros(d, d, device=ctx.device) for d in memory_sizes(self.memory)]
-        self.sums = [torch.zeros(d, device=ctx.device) for d in HIDDEN]
+        self.sums = [torch.zeros(d, device=ctx.device) for d in UNITS]
 
     def _store(self, mask: list[Any]) -> None:
-        from clbench.methods.hopfield import store_mask
+        from clbench.supermask.hopfield import store_mask
 
         store_mask(self.psis, mask)
         for total, m in zip(self.sums, mask, strict=True):
             total += 2 * m.float() - 1
 
     def _recover(self, batches: Any, reference: list[Any] | None) -> Any:
-        from clbench.methods.hopfield import recover
+        from clbench.supermask.hopfield import recover
 
         p = self.ctx.params
         start = [total / len(self.masks) for total in self.sums]
@@ -299,7 +248,7 @@ class HopSupSup(_UnitMaskMethod):
         return answers
 
     def _row(self, found: Any, reference: list[Any] | None) -> dict[str, Any]:
-        from clbench.methods.hopfield import agreement
+        from clbench.supermask.hopfield import agreement
 
         nearest = max(range(len(self.masks)), key=lambda t: agreement(found.masks, self.masks[t]))
         row: dict[str, Any] = {"steps": found.steps, "nearest": nearest}
@@ -307,7 +256,7 @@ class HopSupSup(_UnitMaskMethod):
             trace = found.trace
             row.update({
                 "bits": round(trace[-1], 6),
-                "wrong_bits": round((1 - trace[-1]) * sum(HIDDEN)),
+                "wrong_bits": round((1 - trace[-1]) * sum(UNITS)),
                 "start_bits": round(trace[0], 6),
                 "steps_to_99": found.steps_to(0.99),
                 "steps_to_exact": found.steps_to(1.0),
@@ -335,7 +284,7 @@ class HopSupSup(_UnitMaskMethod):
         ``mask_min_distance_bits``, ``mask_mean_distance_bits``: the learned masks (kept for
         these diagnostics only)."""
         out: dict[str, Any] = {"recovery": self.history,
-                               "bytes": bytes_summary(len(self.masks), self.memory),
+                               "bytes": hopfield_comparison(len(self.masks), self.memory),
                                **self._mask_stats()}
         if self.history:
             last = self.history[-1]["tasks"]
@@ -404,10 +353,10 @@ class UnitMasks(_UnitMaskMethod):
         """One-Shot's mask per test batch, decisions of equal size batched together."""
         import torch
 
-        from clbench.methods.hopfield import oneshot
+        from clbench.supermask.hopfield import oneshot
 
         stored = [torch.stack([mask[layer] for mask in self.masks]).float()
-                  for layer in range(len(HIDDEN))]
+                  for layer in range(len(UNITS))]
         heads = [r.batches.heads(self.ctx.params["infer_batch"]) for r in requests]
         chosen = [[0] * len(h) for h in heads]
         by_size: dict[int, list[tuple[int, int]]] = {}
@@ -433,7 +382,7 @@ class UnitMasks(_UnitMaskMethod):
         record's ``checkpoints[i].accuracy.default``. ``bytes``: these masks against the
         paper's per-layer Hopfield store (``memory=layer``). ``mask_density``,
         ``mask_min_distance_bits``, ``mask_mean_distance_bits``: as ``supsup-hopfield``."""
-        return {"inference": self.history, "bytes": bytes_summary(len(self.masks), "layer"),
+        return {"inference": self.history, "bytes": hopfield_comparison(len(self.masks), "layer"),
                 **self._mask_stats()}
 
     def state_dict(self) -> dict[str, Any]:

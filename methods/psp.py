@@ -18,10 +18,8 @@ from typing import Any
 
 from clbench.method import Answer, Bytes, EvalRequest, Method, Preset
 from clbench.params import Param
+from clbench.protocols import MNIST_PAPER
 from clbench.registry import register_method
-
-MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
-               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
 
 
 def random_orthogonal(n: int, generator: Any) -> Any:
@@ -95,18 +93,12 @@ class PSP(Method):
         return h
 
     def train_experience(self, experience: Any) -> None:
-        import torch.nn.functional as F
-
-        from clbench.strategy import make_optimizer
+        from clbench.training import epochs, fit, make_optimizer
 
         index = experience.task_label
         optimizer = make_optimizer(list(self.weights), self.ctx.params)  # a fresh one per task
-        for _ in range(self.ctx.config.epochs or 1):
-            for x, y, _ in self.ctx.train_loader(index):
-                loss = F.cross_entropy(self.forward(x, index), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        for batches in epochs(self.ctx, index, reshuffle=False):
+            fit(lambda x: self.forward(x, index), optimizer, batches)
         self.tasks += 1
 
     def state_dict(self) -> dict[str, Any]:

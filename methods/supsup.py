@@ -17,9 +17,10 @@ mask, plus RMSprop's state for trained ones), because a mask may be chosen and t
 GG/GN keep float scores only for the task being trained (and one running mean for
 ``init=transfer``). In NNs the oracle uses the mask most often trained on the task.
 
-Training is a plain loop over the clbench loader's batches of each Avalanche experience, not
-an Avalanche template: per-iteration callbacks cost about 16% of a LeNet step on this CPU, and
-the speed budget is 1.25x a hand-written loop.
+Training is :func:`clbench.training.fit`, the bare step loop over the clbench loader's batches
+of each Avalanche experience, not an Avalanche template: per-iteration callbacks cost about 16%
+of a LeNet step on this CPU, and the speed budget is 1.25x a hand-written loop. The network,
+inference, prediction and byte formulas are the supermask library's (:mod:`clbench.supermask`).
 
 Bytes: ``bits`` = 8 (seed) + k·⌈P/8⌉ (packed masks) + k·8·C_bn (per-task BatchNorm mean and
 variance, float32); ``sparse`` (top-k masks) = 8 + Σ_tasks Σ_layers [2·nnz + 4·(cols + 1)]
@@ -33,12 +34,12 @@ from collections import Counter
 from typing import Any
 
 from clbench.method import Answer, Bytes, EvalRequest, Method, Preset, refuse
+from clbench.models import MODELS
 from clbench.params import Param
+from clbench.protocols import CIFAR100_PAPER, MNIST_PAPER
 from clbench.registry import register_method
+from clbench.supermask.rules import INFERENCES, OBJECTIVES, check_outputs, refuse_per_task_bn
 
-PER_TASK_BN = ("gemresnet18", "resnet50")
-MNIST_PAPER = {"benchmark": "permuted", "dataset": "mnist", "model": "lenet", "iters": 1000,
-               "batch_size": 128, "eval_batch_size": 128, "seed": 1}
 ROTATED_EVAL = "2,5,10,15,20,25,30,35,36"
 
 
@@ -48,7 +49,7 @@ class SupSup(Method):
     description = "Supermasks in Superposition: a binary mask per task on a fixed random " \
                   "network; task inferred by one gradient"
     scenarios = frozenset({"gg", "gns", "gnu", "nns"})
-    models = ("lenet", "fc1024", "gemresnet18", "resnet50", "bnnet")
+    models = tuple(MODELS)
     infers_task = True
     uses_density = True
     variants_param = "objective"
@@ -62,9 +63,9 @@ class SupSup(Method):
         Param("output_size", int, 0, "output neurons (0: classes per task; extra ones are the "
               "superfluous neurons G needs)", low=0),
         Param("objective", str, ("H",), "task-inference objective(s); H,G evaluates both from "
-              "one training run", choices=("H", "G"), multiple=True),
+              "one training run", choices=OBJECTIVES, multiple=True),
         Param("inference", str, "oneshot", "oneshot (one gradient) or binary (halving)",
-              choices=("oneshot", "binary")),
+              choices=INFERENCES),
         Param("infer_batch", int, 1, "images of each test batch that decide its task", low=1),
         Param("optimizer", str, "rmsprop", "optimizer of the scores",
               choices=("rmsprop", "adam", "sgd")),
@@ -93,8 +94,7 @@ class SupSup(Method):
                {"output_size": 200, "inference": "binary", "infer_batch": 128},
                "Fig. 5 left: RotatedMNIST, FC-1024, output 200, Binary on the full batch"),
         Preset({"preset": "paper", "dataset": "cifar100"},
-               {"benchmark": "split", "model": "gemresnet18", "tasks": 20, "epochs": 250,
-                "iters": None, "seed": 0},
+               CIFAR100_PAPER,
                {"mask": "topk", "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-4,
                 "schedule": "cosine", "output_size": 0},
                "Fig. 2 right: SplitCIFAR100, GEMResNet18, Adam 1e-3, 250 epochs; give the "
@@ -122,19 +122,11 @@ class SupSup(Method):
                        "--density and er_scale need --param mask=topk")
         elif (density is None) == (not er_scale):
             refuse("topk masks need exactly one of --density and --param er_scale")
-        if scenario != "gg" and model in PER_TASK_BN:
-            refuse(f"model '{model}' keeps per-task running BatchNorm statistics, which a "
-                   f"superposition of masks does not define: run it in gg, or use lenet, "
-                   f"fc1024 or bnnet in {scenario}")
+        refuse_per_task_bn(scenario, model, cls.models)
         if scenario != "gg" and model == "bnnet" and params["infer_batch"] < 2:
             refuse("bnnet normalises with batch statistics: task inference needs "
                    "--param infer_batch=2 or more")
-        outputs = params["output_size"] or props.classes_per_task
-        if outputs < props.classes_per_task:
-            refuse(f"output_size {outputs} is below the {props.classes_per_task} classes per task")
-        if "G" in params["objective"] and outputs == props.classes_per_task:
-            refuse("objective G needs superfluous neurons: set --param output_size above the "
-                   f"{props.classes_per_task} classes per task (the paper uses 100 or 500)")
+        check_outputs(params, props, params["objective"])
         if scenario == "nns" and params["init"] == "transfer":
             refuse("init=transfer needs task boundaries, which NNs does not give")
         if scenario == "nns" and params["mask"] == "topk":
@@ -146,7 +138,8 @@ class SupSup(Method):
         super().__init__(ctx)
         from math import prod
 
-        from clbench.methods.supermask import ScoreBank, build_model
+        from clbench.supermask.inference import ScoreBank
+        from clbench.supermask.nets import build_model
 
         p = ctx.params
         self.classes = ctx.props.classes_per_task
@@ -165,22 +158,17 @@ class SupSup(Method):
         self.trained_on: list[Counter] = []
 
     def _optimizer(self, params: list[Any]) -> Any:
-        from clbench.strategy import make_optimizer
+        from clbench.training import make_optimizer
 
         return make_optimizer(params, self.ctx.params)
-
-    def _epochs(self, index: int) -> Any:
-        """The task's batches, epoch by epoch (one pass of ``iters`` batches with --iters)."""
-        loader = self.ctx.train_loader(index)
-        for _ in range(self.ctx.config.epochs or 1):
-            yield loader
 
     def train_experience(self, experience: Any) -> None:
         if self.nns:
             self._train_nns(experience.current_experience)
             return
         import torch
-        import torch.nn.functional as F
+
+        from clbench.training import epochs, fit
 
         index = experience.task_label  # the task view: the given task id
         if index != self.net.num_tasks:
@@ -193,46 +181,44 @@ class SupSup(Method):
         if self.ctx.params["schedule"] == "cosine":
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
                 optimizer, T_max=self.ctx.config.epochs or 1)
-        for loader in self._epochs(index):
-            for x, y, _ in loader:
-                loss = F.cross_entropy(self.net(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        for batches in epochs(self.ctx, index):
+            fit(self.net, optimizer, batches)
             if schedule is not None:
                 schedule.step()
         self.net.commit_task()
         self.net.eval()
 
     def _train_nns(self, experience_index: int) -> None:
-        import torch.nn.functional as F
+        from clbench.training import epochs, fit
 
-        p, bank = self.ctx.params, self.bank
+        bank = self.bank
         if self.bank_optimizer is None:
             bank.grow(1, self.ctx.generator("scores", 0))
             self.masks = 1
             self.bank_optimizer = self._optimizer(bank.parameters(0))
-        optimizer = self.bank_optimizer
         per_epoch = -(-len(self.ctx.task_data(experience_index, "train"))
                       // self.ctx.config.batch_size)
         steps: Counter = Counter()
         self.net.train()
-        for loader in self._epochs(experience_index):
-            for step, (x, y, _) in enumerate(loader):
-                if (step % per_epoch) % p["check_every"] == 0:
-                    self._check(x)
-                loss = F.cross_entropy(self.net(x), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                steps[self.current] += 1
+        for batches in epochs(self.ctx, experience_index):
+            fit(self.net, self.bank_optimizer, self._checked(batches, per_epoch, steps))
         self.net.eval()
         self.allocated.append(self.masks)
         self.trained_on.append(steps)
 
+    def _checked(self, batches: Any, per_epoch: int, steps: Counter) -> Any:
+        """NNs: the batches, a task check before every ``check_every``-th of each data epoch,
+        each batch counted as a step of the mask it trains."""
+        check_every = self.ctx.params["check_every"]
+        for step, batch in enumerate(batches):
+            if (step % per_epoch) % check_every == 0:
+                self._check(batch[0])
+            steps[self.current] += 1
+            yield batch
+
     def _check(self, x: Any) -> None:
         """NNs: infer among max(k, 5) masks on this batch; allocate a new one if none fits."""
-        from clbench.methods.supermask import nns_choice, nns_gradient
+        from clbench.supermask.inference import nns_choice, nns_gradient
 
         p, bank = self.ctx.params, self.bank
         m = max(self.masks, 5)
@@ -250,96 +236,16 @@ class SupSup(Method):
 
     # ---------------------------------------------------------------- prediction
 
-    def _use(self, mask: int) -> None:
-        if self.nns:
-            self.bank.select(mask)
-        else:
-            self.net.use_task(mask)
-
-    def _forward(self, x: Any) -> Any:
-        return self.net(x)[:, : self.classes].argmax(1)
-
-    def _oracle_mask(self, task: int) -> int:
-        if not self.nns:
-            return task
-        return self.trained_on[task].most_common(1)[0][0]
-
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
-        import torch
+        from clbench.supermask.predict import MaskPredictor
 
-        self.net.eval()
-        answers: dict[int, Answer] = {}
-        with torch.no_grad():
-            for i, r in enumerate(requests):
-                if r.task is not None:
-                    self._use(self._oracle_mask(r.task))
-                    answers[i] = Answer([self._forward(x) for x in r.batches])
-        inferring = [(i, r) for i, r in enumerate(requests) if r.task is None]
-        if inferring:
-            for i, answer in zip([i for i, _ in inferring],
-                                 self._infer_and_predict([r for _, r in inferring])):
-                answers[i] = answer
-        return [answers[i] for i in range(len(requests))]
-
-    def _infer_and_predict(self, requests: list[EvalRequest]) -> list[Answer]:
-        """Infer every batch's mask (all decisions at once per objective), then predict each
-        batch under its mask, grouped by mask so each mask is unpacked once."""
-        import torch
-
-        from clbench.methods.supermask import infer_tasks
-
-        p = self.ctx.params
-        heads = [h for r in requests for h in r.batches.heads(p["infer_batch"])]
-        where = [(i, b) for i, r in enumerate(requests) for b in range(len(r.batches))]
-        source, count = (self.bank, self.masks) if self.nns else (None, None)
-        variants: dict[str, list[int]] = {}
-        for objective in p["objective"]:
-            chosen: list[int] = []
-            for part in self._chunks(heads):
-                chosen += infer_tasks(
-                    self.net, torch.cat(part), [len(h) for h in part], method=p["inference"],
-                    objective=objective, real_classes=self.classes, source=source,
-                    num_masks=count,
-                ).tolist()
-            variants[objective] = chosen
-        by_mask: dict[int, set[tuple[int, int]]] = {}
-        for chosen in variants.values():
-            for mask, spot in zip(chosen, where):
-                by_mask.setdefault(mask, set()).add(spot)
-        predictions: dict[tuple[int, int, int], Any] = {}
-        with torch.no_grad():
-            for mask in sorted(by_mask):
-                self._use(mask)
-                for i, b in sorted(by_mask[mask]):
-                    predictions[(mask, i, b)] = self._forward(requests[i].batches[b])
-        out = []
-        first_row = 0
-        for i, r in enumerate(requests):
-            rows = range(first_row, first_row + len(r.batches))
-            first_row += len(r.batches)
-            per_variant = {
-                objective: Answer([predictions[(chosen[n], i, where[n][1])] for n in rows],
-                                  [chosen[n] for n in rows])
-                for objective, chosen in variants.items()
-            }
-            first = per_variant[p["objective"][0]]
-            out.append(Answer(first.predictions, first.tasks, per_variant))
-        return out
-
-    images_per_call = 1 << 16  # bounds the inputs of one inference call (masks are unpacked
-    # once per call; the inference itself bounds its own working memory)
-
-    def _chunks(self, heads: list[Any]) -> Any:
-        part: list[Any] = []
-        images = 0
-        for h in heads:
-            if part and images + len(h) > self.images_per_call:
-                yield part
-                part, images = [], 0
-            part.append(h)
-            images += len(h)
-        if part:
-            yield part
+        if not self.nns:
+            return MaskPredictor(self.net, self.classes, self.ctx.params).predict(requests)
+        return MaskPredictor(
+            self.net, self.classes, self.ctx.params, bank=self.bank,
+            bank_masks=lambda: self.masks,
+            oracle=lambda task: self.trained_on[task].most_common(1)[0][0],
+        ).predict(requests)
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -358,7 +264,8 @@ class SupSup(Method):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from clbench.methods.supermask import ScoreBank, model_from_state
+        from clbench.supermask.inference import ScoreBank
+        from clbench.supermask.nets import model_from_state
 
         self.net = model_from_state(state["net"]).to(self.ctx.device)
         if not self.nns:
@@ -382,7 +289,7 @@ class SupSup(Method):
     # ---------------------------------------------------------------- accounting
 
     def bytes(self) -> dict[str, Bytes]:
-        from clbench.methods.supermask import SEED_BYTES, bits_bytes, sparse_bytes
+        from clbench.supermask.sizes import SEED_BYTES, bits_bytes, sparse_bytes
 
         if self.nns:
             k = self.masks
@@ -397,14 +304,9 @@ class SupSup(Method):
         masks), ``mask_density`` (fraction of weights each stored mask keeps); NNs:
         ``masks_allocated`` after each task, ``mask_steps`` (training steps per mask, per
         task)."""
-        store = self.net.store
-        kept = sum(store.layer_counts(i) for i in range(len(self.net.masked_layers)))
-        out: dict[str, Any] = {
-            "overall_density": self.net.overall_density,
-            "layer_densities": self.net.layer_densities,
-            "mask_density": [round(int(n) / self.net.num_weights, 6) for n in kept]
-            if store.count else [],
-        }
+        from clbench.supermask.sizes import mask_stats
+
+        out = mask_stats(self.net)
         if self.nns:
             out["masks_allocated"] = self.allocated
             out["mask_steps"] = [{str(k): v for k, v in sorted(c.items())}

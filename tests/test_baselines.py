@@ -10,11 +10,11 @@ import clbench.methods.avalanche_strategies  # noqa: F401 - registers the method
 import clbench.methods.batche  # noqa: F401
 import clbench.methods.bounds  # noqa: F401
 import clbench.methods.psp  # noqa: F401
+from clbench.avalanche import avalanche_streams
 from clbench.context import RunContext
 from clbench.engine import execute
 from clbench.errors import ClbenchError, Incompatible
 from clbench.plan import make_plan, with_data
-from clbench.streams import build_benchmark
 
 LENET = (784, 300, 100, 10)
 
@@ -38,7 +38,7 @@ def build(method, params=(), **over):
     c = plan.config
     defs, _ = plan.benchmark.build(source, c.tasks, c.data_seed)
     ctx = RunContext(c, plan.scenario, plan.props, source, defs, torch.device("cpu"))
-    return plan.method(ctx), list(build_benchmark(ctx).train_stream), ctx
+    return plan.method(ctx), list(avalanche_streams(ctx).train_stream), ctx
 
 
 def snapshot(tensors):

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 import clbench.methods.exssnet  # noqa: F401 - registers the methods
+from clbench.avalanche import avalanche_streams
 from clbench.context import RunContext
 from clbench.engine import execute
 from clbench.errors import Incompatible
 from clbench.method import EvalRequest
 from clbench.plan import make_plan, with_data
-from clbench.streams import build_benchmark
 
 LENET_10 = 784 * 300 + 300 * 100 + 100 * 10
 
@@ -40,7 +40,7 @@ def build(method, params=(), **over):
     c = plan.config
     defs, _ = plan.benchmark.build(source, c.tasks, c.data_seed)
     ctx = RunContext(c, plan.scenario, plan.props, source, defs, torch.device("cpu"))
-    return plan.method(ctx), list(build_benchmark(ctx).train_stream), ctx
+    return plan.method(ctx), list(avalanche_streams(ctx).train_stream), ctx
 
 
 def flat_weights(method):
@@ -111,7 +111,7 @@ def test_kkt_picks_the_earlier_task_that_shares_the_new_tasks_data():
     method, _, ctx = build("exssnet", ["kkt=best", "kkt_fraction=0.5"], iters=100)
     ctx._defs[2] = ctx._defs[1]  # the new task 2 is task 1's permutation again
     ctx._cache.clear()
-    experiences = list(build_benchmark(ctx).train_stream)
+    experiences = list(avalanche_streams(ctx).train_stream)
     for e in experiences:
         method.train_experience(e)
     accuracy = method.kkt_accuracy[2]

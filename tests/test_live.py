@@ -167,24 +167,28 @@ def test_a_resumed_run_keeps_the_curve_of_its_finished_tasks(tmp_path):
     curve = tmp_path / "train_loss.csv"
     curve.write_text("task,step,loss\n1,1,2.0\n1,2,1.0\n2,3,0.5\n2,4,0.5\n3,5,9.0\n")
     live = Live([], tmp_path / "logs", curve, "run")
-    live.begin({}, learned=2, per_task=2, tick=lambda: None)
+    live.begin({}, learned=2, per_task=2)
     assert live.record_losses() == [1.5, 0.5]  # task 3 was interrupted: its rows are dropped
     assert curve.read_text() == "task,step,loss\n1,1,2.0\n1,2,1.0\n2,3,0.5\n2,4,0.5\n"
     assert live.step == 4
     live.close()
 
 
-def test_without_a_logger_nothing_is_captured(monkeypatch):
-    import torch
-
+def test_without_a_logger_nothing_is_observed_and_a_logged_run_lets_go(tmp_path):
     from clbench.engine import execute
     from clbench.plan import make_plan, with_data
+    from clbench.training import loss_observer
 
-    original = torch.Tensor.backward
     plan, source = with_data(make_plan("psp", {"dataset": "mnist-5k", "tasks": 1, "iters": 3,
                                               "threads": 1}, []), None, False)
     record = execute(plan, source, ["test"], show_progress=False)
-    assert "train_loss" not in record and torch.Tensor.backward is original
+    assert "train_loss" not in record and loss_observer() is None
+    live = Live(["csv"], tmp_path / "logs", tmp_path / "train_loss.csv", "run")
+    try:
+        record = execute(plan, source, ["test"], show_progress=False, live=live)
+    finally:
+        live.close()
+    assert len(record["train_loss"]) == 1 and loss_observer() is None
 
 
 def test_sweeps_take_log_from_the_command_line_or_their_file(tmp_path):

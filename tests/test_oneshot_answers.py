@@ -44,7 +44,7 @@ def masks(k: int, row_bytes: int) -> torch.Tensor:
 
 
 def network(outputs: int, k: int):
-    from clbench.methods.supermask import build_model
+    from clbench.supermask.nets import build_model
 
     net = build_model("lenet", outputs, seed=1)
     net.store.load(masks(k, net.store.row_bytes))
@@ -52,7 +52,7 @@ def network(outputs: int, k: int):
 
 
 def answers(outputs: int, objective: str, k: int, x: torch.Tensor) -> list[int]:
-    from clbench.methods.supermask import infer_tasks
+    from clbench.supermask.inference import infer_tasks
 
     net = network(outputs, k)
     return infer_tasks(net, x, 1, objective=objective, real_classes=10).tolist()
@@ -60,7 +60,7 @@ def answers(outputs: int, objective: str, k: int, x: torch.Tensor) -> list[int]:
 
 def margins(outputs: int, objective: str, k: int, x: torch.Tensor) -> list[float]:
     """Per decision, the gap between the two smallest α-gradients, in float64."""
-    from clbench.methods.supermask import alpha_gradients
+    from clbench.supermask.inference import alpha_gradients
 
     net = network(outputs, k).double()
     g = alpha_gradients(net, x.double(), 1, objective=objective, real_classes=10)

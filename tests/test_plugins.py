@@ -118,8 +118,24 @@ def installed(tmp_path_factory) -> Path:
 
 def test_docs_show_a_complete_method_under_40_lines():
     shown = doc_files()
-    assert set(shown) == {"finetune.py", "flips.py"}
+    assert set(shown) == {"finetune.py", "flips.py", "topk_masks.py"}
     assert len(shown["finetune.py"].splitlines()) < 40
+    assert len(shown["topk_masks.py"].splitlines()) < 60  # on the supermask library
+
+
+def test_the_docs_supermask_method_learns_and_infers_tasks(files, tmp_path):
+    """The doc's method on the supermask library, in gnu: it learns each task well above chance
+    (10 classes: 0.1), One-Shot finds the task of most test batches, its bytes follow its rule."""
+    results = tmp_path / "results"
+    run = clbench("run", "--plugin", files["topk_masks.py"], "--method", "my-topk-masks",
+                  "--scenario", "gnu", *SMALL, env=environment(results))
+    assert run.returncode == 0, run.stderr
+    record = record_of(results, "my-topk-masks")
+    assert record["status"] == "complete" and min(record["diagonal"]) > 0.5
+    last = record["checkpoints"][-1]
+    assert min(last["task_inference"]["default"]) > 0.5
+    masks = -(-(784 * 300 + 300 * 100 + 100 * 10) // 8)
+    assert last["bytes"] == {"bits": {"bytes": 8 + 2 * masks, "formula": "seed-and-packed-masks"}}
 
 
 def test_package_and_file_plugins_list_run_and_report(installed, files, tmp_path):

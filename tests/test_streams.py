@@ -135,12 +135,12 @@ def test_test_order_depends_on_checkpoint_and_task_but_is_reproducible():
 def test_a_thousand_task_stream_builds_in_seconds():
     import avalanche.benchmarks.scenarios.dataset_scenario  # noqa: F401 - import is not the build
 
-    from clbench.streams import build_benchmark
+    from clbench.avalanche import avalanche_streams
 
     make_ctx(tasks=1)
     start = time.perf_counter()
     ctx = make_ctx(tasks=1000)
-    bench = build_benchmark(ctx)
+    bench = avalanche_streams(ctx)
     exp = bench.train_stream[999]
     elapsed = time.perf_counter() - start
     assert len(bench.train_stream) == 1000 and exp.task_label == 999

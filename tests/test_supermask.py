@@ -1,37 +1,41 @@
-"""Tests of methods/supermask.py: masks, fixed weights, store, modes, task inference, bytes."""
+"""Tests of the supermask library (clbench/supermask/): masks, fixed weights, store, modes, task
+inference, bytes."""
 
 from __future__ import annotations
 
 import math
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from clbench import supermask
 from clbench.errors import Incompatible
-from clbench.methods import supermask
-from clbench.methods.supermask import (
-    GEMResNet18,
-    PackedMaskStore,
+from clbench.supermask import bits
+from clbench.supermask.bits import PackedMaskStore, pack_bits, unpack_bits
+from clbench.supermask.inference import (
     ScoreBank,
-    SupermaskMLP,
-    SupermaskNet,
     alpha_gradients,
-    bits_bytes,
-    build_model,
     decision_inputs,
-    er_density,
     infer_tasks,
-    kept_count,
-    model_from_state,
     nns_choice,
     nns_gradient,
-    pack_bits,
-    sparse_bytes,
-    unpack_bits,
 )
+from clbench.supermask.layers import er_density, kept_count
+from clbench.supermask.nets import (
+    GEMResNet18,
+    MaskedResNet,
+    SupermaskMLP,
+    build_model,
+    model_from_state,
+)
+from clbench.supermask.sizes import bits_bytes, sparse_bytes
+from clbench.supermask.supernet import SupermaskNet
+
+LIBRARY = {str(p) for p in Path(supermask.__file__).parent.glob("*.py")}
 
 
 @pytest.fixture(autouse=True)
@@ -541,7 +545,7 @@ def test_life_cycle_on_another_device() -> None:
     bank.select(3)
     F.cross_entropy(plain(x.float()), y).backward()
     # per-task BN statistics are made on, and follow, the module's device
-    resnet = GEMResNet18(5, 0, nf=2).to(meta)
+    resnet = MaskedResNet(GEMResNet18, 5, 0, nf=2).to(meta)
     resnet.train()
     xi = torch.zeros(4, 3, 8, 8, device=meta)
     for _ in range(2):
@@ -559,14 +563,14 @@ FACTORIES = ("zeros", "ones", "full", "empty", "arange", "tensor", "as_tensor", 
 
 
 def test_tensor_factories_name_their_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After construction (which follows torch's default device), every tensor supermask.py
+    """After construction (which follows torch's default device), every tensor the library
     makes says where: the paths meta cannot run (ragged decisions, Binary, candidates, bank,
     bytes, checkpoints) on the CPU, recording factory calls from the module without a device."""
     gen = torch.Generator().manual_seed(0)
     net = _tiny(init="transfer")
     bnnet = _tiny(bn=True)
     bank = ScoreBank(_tiny(seed=2))
-    resnet = GEMResNet18(5, 0, nf=2)
+    resnet = MaskedResNet(GEMResNet18, 5, 0, nf=2)
     implicit: list[str] = []
     for name in FACTORIES:
         real = getattr(torch, name)
@@ -574,7 +578,7 @@ def test_tensor_factories_name_their_device(monkeypatch: pytest.MonkeyPatch) -> 
         def factory(*args: object, _real: Callable = real, _name: str = name, **kw: object):
             caller = sys._getframe(1)
             if (
-                caller.f_code.co_filename == supermask.__file__
+                caller.f_code.co_filename in LIBRARY
                 and caller.f_code.co_name != "__init__"
                 and kw.get("device") is None
             ):
@@ -582,7 +586,7 @@ def test_tensor_factories_name_their_device(monkeypatch: pytest.MonkeyPatch) -> 
             return _real(*args, **kw)
 
         monkeypatch.setattr(torch, name, factory)
-    supermask._bit_table.cache_clear()
+    bits._bit_table.cache_clear()
     _commit_random(net, 4, gen)
     _commit_random(bnnet, 2, gen)
     x = torch.randn(8, 12, generator=gen)

@@ -12,11 +12,11 @@ import io
 from pathlib import Path
 from typing import Any
 
+from clbench.atomic import write_atomic
 from clbench.errors import ClbenchError
 from clbench.report import figures, published, readme, reproduce, tables
 from clbench.report.figures import Chart, FigureSpec
 from clbench.report.runs import Collection, Filters, collect
-from clbench.store import write_atomic
 
 MANIFEST = ".clbench-report"
 OWNED = ("README.md", "tables/", "plots/", reproduce.PAGE)  # where a manifest entry may point

@@ -5,15 +5,14 @@ Everything here is tensor-level (no runs, files or CLI); :mod:`clbench.methods.h
 builds the two methods on it.
 
 * :class:`UnitMaskNet`: ``in → 2048 → 2048 → out`` (``bnnet``'s shape) with fixed signed-constant
-  weights, the very weights :func:`clbench.methods.supermask.build_model` draws for ``bnnet`` with
+  weights, the very weights :func:`clbench.supermask.nets.build_model` draws for ``bnnet`` with
   the same seed; after each hidden linear layer a non-affine BatchNorm with batch statistics
   (train and test alike), then the task's mask multiplies each unit's normalised activation,
   then swish. The output layer is not masked. Masks are passed to :meth:`UnitMaskNet.forward`
-  (one float vector per hidden layer, or one per decision).
-* :func:`unit_mask` (M = 1[score ≥ 0], straight-through), :func:`storkey_update`,
-  :func:`energy`, :func:`memory_patterns`, :func:`store_mask` and :func:`total_energy`
-  (per-layer or joint memories), :func:`recall` (plain synchronous sign updates, to check storage),
-  :func:`storkey_capacity`.
+  (one float vector per hidden layer, or one per decision); :func:`unit_mask` makes them.
+* :func:`storkey_update`, :func:`energy`, :func:`memory_patterns`, :func:`store_mask` and
+  :func:`total_energy` (per-layer or joint memories), :func:`recall` (plain synchronous sign
+  updates, to check storage); the capacity is :func:`clbench.supermask.sizes.storkey_capacity`.
 * :func:`recover`: HopSupSup's transductive recovery of one mask from one task's test batches.
 * :func:`oneshot_gradients`, :func:`oneshot`: SupSup's One-Shot task inference over stored unit
   masks (objective H).
@@ -21,47 +20,30 @@ builds the two methods on it.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.methods.supermask import MaskedLinear
+from clbench.supermask.layers import MaskedLinear, batch_stat_norm, unit_mask
+from clbench.supermask.objective import decision_objective, image_objective
+from clbench.supermask.sizes import storkey_capacity
+from clbench.training import train_steps
 
-
-class _Step(torch.autograd.Function):
-    """1[score ≥ 0] forward, identity backward (straight-through)."""
-
-    @staticmethod
-    def forward(ctx, score: Tensor) -> Tensor:  # type: ignore[override]
-        return (score >= 0).to(score.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        return grad
-
-
-def unit_mask(score: Tensor) -> Tensor:
-    """The float 0/1 mask 1[score ≥ 0] of a score vector, differentiable straight-through."""
-    return _Step.apply(score)
-
-
-def _batch_norm(h: Tensor, eps: float = 1e-5) -> Tensor:
-    """Non-affine BN with the batch's own statistics over dim −2: the batch of [B, C], each
-    decision's images of [D, b, C] (biased variance, as BatchNorm normalises in training)."""
-    mean = h.mean(-2, keepdim=True)
-    var = h.var(-2, unbiased=False, keepdim=True)
-    return (h - mean) / torch.sqrt(var + eps)
+__all__ = [
+    "Recovery", "UnitMaskNet", "agreement", "energy", "memory_patterns", "oneshot",
+    "oneshot_gradients", "recall", "recover", "store_mask", "storkey_capacity", "storkey_update",
+    "total_energy", "unit_mask",
+]
 
 
 class UnitMaskNet(nn.Module):
     """Fixed-weight MLP with one mask bit per hidden unit (HopSupSup's ``BNNet``).
 
     ``hidden`` widths (2048, 2048 for ``bnnet``); the weights are buffers drawn from ``seed``
-    in layer order, exactly as :class:`clbench.methods.supermask.SupermaskMLP` draws them, and
+    in layer order, exactly as :class:`clbench.supermask.nets.SupermaskMLP` draws them, and
     never trained.
     """
 
@@ -92,7 +74,7 @@ class UnitMaskNet(nn.Module):
                 m = masks[i]
                 if h.dim() == 3 and m.dim() == 2:
                     m = m.unsqueeze(1)
-                h = F.silu(_batch_norm(h) * m)
+                h = F.silu(batch_stat_norm(h, fused=False) * m)
         return h
 
 
@@ -149,11 +131,6 @@ def recall(psi: Tensor, s: Tensor, steps: int = 10) -> Tensor:
             break
         s = nxt
     return s
-
-
-def storkey_capacity(d: int) -> float:
-    """Storkey's capacity estimate, about d/√(2 ln d) patterns in d units (524.5 for 2048)."""
-    return d / math.sqrt(2.0 * math.log(d))
 
 
 # --------------------------------------------------------------------------- recovery
@@ -217,22 +194,20 @@ def recover(
     def now() -> list[Tensor]:
         return [s.detach() >= 0 for s in scores]
 
-    if reference is not None:
-        trace.append(agreement(now(), reference))
-    with torch.enable_grad():
+    def losses() -> Iterator[Tensor]:
         for step in range(total):
             x = batches[step % len(batches)]
             weight = (step + 1) / total
             masks = [unit_mask(s) for s in scores]
-            logp = F.log_softmax(net(x, masks), -1)
-            entropy = -(logp.exp() * logp).sum(-1).mean()
-            hop = total_energy(psis, masks)
-            loss = (1 - weight) * entropy + gamma * weight * hop
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if reference is not None:
+            entropy = image_objective(net(x, masks)).mean()
+            yield (1 - weight) * entropy + gamma * weight * total_energy(psis, masks)
+            if reference is not None:  # after the step
                 trace.append(agreement(now(), reference))
+
+    if reference is not None:
+        trace.append(agreement(now(), reference))
+    with torch.enable_grad():
+        train_steps(optimizer, losses())
     return Recovery(now(), total, trace)
 
 
@@ -251,8 +226,7 @@ def oneshot_gradients(net: UnitMaskNet, x: Tensor, stored: Sequence[Tensor]) -> 
     xg = x.reshape(d_count, b, -1).to(net.device)
     with torch.enable_grad():
         means = [m.mean(0).expand(d_count, -1).clone().requires_grad_(True) for m in stored]
-        logp = F.log_softmax(net(xg, means), -1)
-        entropy = -(logp.exp() * logp).sum(-1).mean(1)  # [D]
+        entropy = decision_objective(net(xg, means))  # [D]
         grads = torch.autograd.grad(entropy.sum(), means)
     return sum(gr @ m.T for gr, m in zip(grads, stored, strict=True))
 
