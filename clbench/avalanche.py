@@ -166,7 +166,8 @@ def parameter_count(model: Any) -> int:
 def build_plain_model(ctx: Any, *, bias: bool = True) -> Any:
     """The run's model as a plain trainable torch model: an MLP (``lenet``, ``fc1024``) or
     GEM's ResNet-18 with shared affine BatchNorm (``gemresnet18``)."""
-    from clbench.models import build_gemresnet18, build_mlp
+    from clbench.models import build_mlp
+    from clbench.supermask.nets import build_gemresnet18
 
     if ctx.config.model == "gemresnet18":
         return build_gemresnet18(ctx.outputs, generator=ctx.generator("model"))

@@ -123,7 +123,8 @@ class BatchE(Method):
         import torch
         from torch import nn
 
-        from clbench.models import HIDDEN, build_gemresnet18
+        from clbench.models import HIDDEN
+        from clbench.supermask.nets import build_gemresnet18
 
         rank_one = _rank_one()
         self.classes = ctx.props.classes_per_task

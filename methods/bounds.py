@@ -52,7 +52,8 @@ PRESETS = (
 def _network(ctx: Any, norm: str) -> Any:
     from math import prod
 
-    from clbench.models import build_gemresnet18, build_mlp
+    from clbench.models import build_mlp
+    from clbench.supermask.nets import build_gemresnet18
 
     outputs = ctx.props.classes_per_task
     if ctx.config.model == "gemresnet18":
