@@ -209,6 +209,8 @@ class AvalancheMethod(Method):
     """
 
     strategy_class: ClassVar[str] = "Naive"
+    independent_requests = True  # one forward pass per batch (a subclass overriding predict
+    # to pool requests must set it False)
     models = ("lenet", "fc1024", "gemresnet18")
     params = OPTIMIZER_PARAMS
     bytes_rules = {"fp32": "fp32-parameters: 4 bytes per model parameter (one shared model)"}

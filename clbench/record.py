@@ -60,7 +60,9 @@ class RunState:
     """What a run has done so far: what its checkpoint saves and its record is built from.
 
     ``learned`` counts the tasks trained; ``points`` are the evaluation points (the record's
-    ``checkpoints``). ``stream``, ``variants``, ``extras`` and ``validation`` are filled by the
+    ``checkpoints``); ``partial`` is the evaluation point after ``learned`` tasks while it is
+    being evaluated (its tasks evaluated so far, see :class:`clbench.engine.Evaluator`; None
+    between points). ``stream``, ``variants``, ``extras`` and ``validation`` are filled by the
     engine for the record only; a checkpoint does not hold them (a resumed run recomputes them).
     """
 
@@ -75,11 +77,15 @@ class RunState:
     variants: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
+    partial: dict[str, Any] | None = None
 
     #: The fields a checkpoint saves, by the key it saves them under.
     SAVED = {"learned": "learned", "diagonal": "diagonal", "checkpoints": "points",
              "timing": "timing", "started_at": "started_at", "environment": "environment",
              "resumes": "resumes"}
+    #: Saved under this key only while an evaluation point is in progress (checkpoints written
+    #: before it existed, or between points, lack it).
+    PARTIAL = "partial_point"
 
     @classmethod
     def begin(cls) -> RunState:
@@ -88,12 +94,16 @@ class RunState:
 
     def saved(self) -> dict[str, Any]:
         """The fields a checkpoint holds (plain data), under their checkpoint keys."""
-        return {key: getattr(self, name) for key, name in self.SAVED.items()}
+        out = {key: getattr(self, name) for key, name in self.SAVED.items()}
+        if self.partial is not None:
+            out[self.PARTIAL] = self.partial
+        return out
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> RunState:
         """The state a checkpoint saved with :meth:`saved`."""
-        return cls(**{name: data[key] for key, name in cls.SAVED.items()})
+        return cls(**{name: data[key] for key, name in cls.SAVED.items()},
+                   partial=data.get(cls.PARTIAL))
 
 
 def build_record(config: Config, command: list[str], state: RunState | None = None,
