@@ -60,8 +60,10 @@ class RunState:
     """What a run has done so far: what its checkpoint saves and its record is built from.
 
     ``learned`` counts the tasks trained; ``points`` are the evaluation points (the record's
-    ``checkpoints``). ``stream``, ``variants``, ``extras`` and ``validation`` are filled by the
-    engine for the record only; a checkpoint does not hold them (a resumed run recomputes them).
+    ``checkpoints``). ``stream``, ``stream_identity``, ``variants``, ``extras`` and
+    ``validation`` are filled by the engine for the record only; a checkpoint does not hold them
+    (a resumed run recomputes them). ``stream_identity`` (:func:`clbench.benchmark.
+    stream_identity`) is written as the record's ``stream.identity``, outside the run id.
     """
 
     started_at: str
@@ -72,6 +74,7 @@ class RunState:
     timing: dict[str, Any] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] = field(default_factory=dict)
+    stream_identity: str | None = None
     variants: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
@@ -115,7 +118,8 @@ def build_record(config: Config, command: list[str], state: RunState | None = No
         raise ValueError("a complete record needs the run's state")
     record.update({
         "config": config.to_dict(),
-        "stream": state.stream,
+        "stream": state.stream if state.stream_identity is None
+        else {**state.stream, "identity": state.stream_identity},
         "variants": state.variants,
         "diagonal": state.diagonal,
         "checkpoints": state.points,
