@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
 from clbench.avalanche import avalanche_streams
+from clbench.benchmark import stream_identity
 from clbench.context import RunContext
 from clbench.method import Answer, EvalRequest
 from clbench.plan import resolve_device
@@ -227,6 +228,7 @@ def execute(
                                    "classes_per_task": plan.props.classes_per_task,
                                    "input_shape": list(plan.props.input_shape)},
                     "outputs": ctx.outputs, **stream_info}
+    state.stream_identity = stream_identity(task_defs, source)
     state.timing = {"setup_s": time.perf_counter() - clock, "train_s": 0.0, "eval_s": 0.0,
                     "train_s_per_task": []}
     saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
@@ -319,6 +321,7 @@ def resumed(fresh: RunState, saved: RunState, method_state: dict[str, Any], meth
     this process's setup time added and the resume noted."""
     method.load_state_dict(method_state)
     saved.stream, saved.variants = fresh.stream, fresh.variants
+    saved.stream_identity = fresh.stream_identity
     saved.timing = {**saved.timing,
                     "setup_s": saved.timing["setup_s"] + fresh.timing["setup_s"]}
     saved.resumes.append({"at_task": saved.learned + 1, "git_commit": provenance.git_commit(),

@@ -62,8 +62,10 @@ class RunState:
     ``learned`` counts the tasks trained; ``points`` are the evaluation points (the record's
     ``checkpoints``); ``partial`` is the evaluation point after ``learned`` tasks while it is
     being evaluated (its tasks evaluated so far, see :class:`clbench.engine.Evaluator`; None
-    between points). ``stream``, ``variants``, ``extras`` and ``validation`` are filled by the
-    engine for the record only; a checkpoint does not hold them (a resumed run recomputes them).
+    between points). ``stream``, ``stream_identity``, ``variants``, ``extras`` and
+    ``validation`` are filled by the engine for the record only; a checkpoint does not hold them
+    (a resumed run recomputes them). ``stream_identity`` (:func:`clbench.benchmark.
+    stream_identity`) is written as the record's ``stream.identity``, outside the run id.
     """
 
     started_at: str
@@ -74,6 +76,7 @@ class RunState:
     timing: dict[str, Any] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] = field(default_factory=dict)
+    stream_identity: str | None = None
     variants: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
@@ -125,7 +128,8 @@ def build_record(config: Config, command: list[str], state: RunState | None = No
         raise ValueError("a complete record needs the run's state")
     record.update({
         "config": config.to_dict(),
-        "stream": state.stream,
+        "stream": state.stream if state.stream_identity is None
+        else {**state.stream, "identity": state.stream_identity},
         "variants": state.variants,
         "diagonal": state.diagonal,
         "checkpoints": state.points,
