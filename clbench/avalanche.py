@@ -185,7 +185,8 @@ def parameter_count(model: Any) -> int:
 def build_plain_model(ctx: Any, *, bias: bool = True) -> Any:
     """The run's model as a plain trainable torch model: an MLP (``lenet``, ``fc1024``) or
     GEM's ResNet-18 with shared affine BatchNorm (``gemresnet18``)."""
-    from clbench.models import build_gemresnet18, build_mlp
+    from clbench.models import build_mlp
+    from clbench.supermask.nets import build_gemresnet18
 
     if ctx.config.model == "gemresnet18":
         return build_gemresnet18(ctx.outputs, generator=ctx.generator("model"))
@@ -227,6 +228,8 @@ class AvalancheMethod(Method):
     """
 
     strategy_class: ClassVar[str] = "Naive"
+    independent_requests = True  # one forward pass per batch (a subclass overriding predict
+    # to pool requests must set it False)
     models = ("lenet", "fc1024", "gemresnet18")
     params = OPTIMIZER_PARAMS
     bytes_rules = {"fp32": "fp32-parameters: 4 bytes per model parameter (one shared model)"}

@@ -3,6 +3,7 @@
 A family declares what it can build from a source (``properties``, no torch) and builds the
 tasks as lazy definitions (``build``): which rows of the source's tensors a task uses, how its
 labels map to ``0..C-1``, and a transform applied to whole batches on the device.
+:func:`stream_identity` hashes what was built: equal identities, equal tasks.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class BatchTransform:
         """The task's own change of the [0, 1] batch (identity here)."""
         return x
 
+    def definition(self, input_shape: tuple[int, ...]) -> Any:
+        """What defines this transform for the stream identity (JSON data or a tensor):
+        a permutation, an angle, an augmentation; None for none."""
+        return None
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -90,3 +96,31 @@ class Benchmark:
     def build(cls, source: Source, tasks: int, data_seed: int) -> tuple[list[TaskDef], dict]:
         """The task definitions and a JSON description of the stream for the record."""
         raise NotImplementedError
+
+
+def stream_identity(defs: list[TaskDef], source: Source) -> str:
+    """A hash of the tasks a benchmark built on ``source``: the source's checksum, and per task
+    its rows, label map and transform (class and :meth:`BatchTransform.definition`). Neither the
+    scenario, the method nor the network's seed enters it: runs with equal identities saw the
+    same stream."""
+    import hashlib
+    import json
+
+    import torch
+
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            data = value.detach().cpu().to(torch.int64).contiguous().numpy().tobytes()
+        else:
+            data = json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        digest.update(len(data).to_bytes(8, "little") + data)
+
+    feed([source.info.name, source.identity.get("checksum"), len(defs)])
+    for task in defs:
+        for part in (task.train_index, task.test_index, task.label_map):
+            feed("all" if part is None else part)
+        feed(type(task.transform).__name__)
+        feed(task.transform.definition(source.info.input_shape))
+    return digest.hexdigest()[:16]

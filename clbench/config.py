@@ -131,6 +131,8 @@ def resolve_options(
     """Merge defaults, the method's presets and the user's options; parse and check params.
 
     ``given`` holds the user's options (None where not given). Returns (options, params).
+    A preset may set the seed (the network's); the data seed follows the user's ``--seed`` or
+    the default, so the same ``--seed`` gives every method the same stream.
     """
     if preset is not None and not any(p.when.get("preset") == preset for p in method.presets):
         names = sorted({p.when["preset"] for p in method.presets if "preset" in p.when})
@@ -139,6 +141,9 @@ def resolve_options(
             f"(its presets: {', '.join(names) or 'none'})"
         )
     preset_options, preset_params = matching_presets(method, given, preset)
+    if "data_seed" in preset_options:
+        raise ClbenchError(f"method '{method.name}': a preset may not set data_seed (the tasks "
+                           "follow --seed or --data-seed, the same for every method)")
     options = dict(DEFAULTS)
     options.update(preset_options)
     user = {k: v for k, v in given.items() if v is not None}
@@ -163,7 +168,8 @@ def resolve_options(
         given_params[method.primary_lr] = str(lr)
     params = resolve_params(method.params, given_params, method.name, preset_params)
     _check_numbers(options)
-    options["data_seed"] = options["seed"] if options["data_seed"] is None else options["data_seed"]
+    if options["data_seed"] is None:  # a preset's seed is the network's; the stream's is not
+        options["data_seed"] = user.get("seed", DEFAULTS["seed"])
     options["threads"] = options["threads"] or os.cpu_count() or 1
     return options, params
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from clbench import checkpoint as checkpoint_io
 from clbench import metrics, provenance
 from clbench.avalanche import avalanche_streams
+from clbench.benchmark import stream_identity
 from clbench.context import RunContext
 from clbench.method import Answer, EvalRequest
 from clbench.plan import resolve_device
@@ -42,14 +43,27 @@ class Evaluator:
     rows at each evaluation point, and the validation split at the end.
 
     ``diagonal`` is the run's list (a resumed run's holds its earlier tasks); ``after_task``
-    appends to it.
+    appends to it. ``save``, when set, receives an evaluation point's progress while it is
+    evaluated (see :meth:`evaluation_point`) and writes it into the run's checkpoint.
     """
 
+    #: A slice of an evaluation point grows by whole tasks until it holds this many test
+    #: batches (in the inferred part, one task decision each: One-Shot is efficient from
+    #: ~1,000 decisions per call).
+    slice_batches: int = 2000
+    #: After a slice, the point's progress is saved when this many seconds have passed since
+    #: the point began (in this process) or was last saved: a checkpoint holds the method's
+    #: state too (~100 MB with 2,500 masks), so a fast evaluation is never saved midway.
+    save_every_s: float = 60.0
+
     def __init__(self, ctx: RunContext, method: Any, variants: list[str],
-                 diagonal: list[float]) -> None:
+                 diagonal: list[float],
+                 save: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.ctx, self.method, self.variants = ctx, method, variants
         self.scenario = ctx.scenario
         self.diagonal = diagonal
+        self.save = save
+        self._saved_at = 0.0
 
     def oracle(self, tasks: list[int], point: int) -> tuple[list[float], list[Any]]:
         """Task-given accuracy of ``tasks`` on the test batches of evaluation point ``point``
@@ -64,29 +78,93 @@ class Evaluator:
         accuracy, _ = self.oracle([task], point=task + 1)
         self.diagonal.append(accuracy[0])
 
-    def evaluation_point(self, learned: int) -> dict[str, Any]:
+    def evaluation_point(self, learned: int, progress: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
         """The evaluation point after ``learned`` tasks: oracle and scenario accuracy of every
-        task learned so far (one entry of the record's ``checkpoints``)."""
+        task learned so far (one entry of the record's ``checkpoints``).
+
+        Evaluated in slices of consecutive tasks, first with the task given (the last task's
+        is the diagonal), then with it inferred. A slice grows until it holds
+        :attr:`slice_batches` test batches or its part runs out; a method without
+        ``independent_requests`` gets one slice per part. After a slice, while tasks remain,
+        the progress (per-task results so far) goes to ``save`` at most every
+        :attr:`save_every_s` seconds; a resumed run passes it back as ``progress`` and goes on
+        after its last slice. Batches depend only on (seed, point, task), so the numbers do
+        not depend on the slicing.
+        """
         tasks = list(range(learned))
-        earlier, batches = self.oracle(tasks[:-1], learned) if learned > 1 else ([], [])
-        oracle = earlier + [self.diagonal[learned - 1]]  # same batches as the diagonal
+        if progress is None:
+            progress = {"after_tasks": learned, "oracle": [],
+                        "accuracy": {v: [] for v in self.variants},
+                        "task_inference": {v: [] for v in self.variants}}
+        elif progress["after_tasks"] != learned:
+            raise ValueError(f"progress of the point after {progress['after_tasks']} tasks "
+                             f"cannot finish the point after {learned}")
+        self._saved_at = time.perf_counter()
+        infers = self.scenario.infers_task
+        given = tasks[len(progress["oracle"]):-1]
+        for part in self._slices(given, learned):
+            accuracy, _ = self.oracle(part, learned)
+            progress["oracle"] += accuracy
+            self._saving(progress, more=infers or part[-1] != given[-1])
+        oracle = progress["oracle"] + [self.diagonal[learned - 1]]  # the diagonal's batches
         entry: dict[str, Any] = {"after_tasks": learned, "oracle": oracle}
-        if not self.scenario.infers_task:
+        if not infers:
             entry["accuracy"] = {v: list(oracle) for v in self.variants}
             entry["task_inference"] = {v: None for v in self.variants}
             return entry
-        batches = batches + [self.ctx.test_batches(learned - 1, learned)]
-        answers = self.method.predict([EvalRequest(None, b) for b in batches])
-        entry["accuracy"], entry["task_inference"] = {}, {}
-        for v in self.variants:
-            scores = [
-                self._score(b, self._variant(a, v), t, given=False)
-                for t, b, a in zip(tasks, batches, answers)
-            ]
-            entry["accuracy"][v] = [s.accuracy for s in scores]
-            inference = [s.task_inference for s in scores]
-            entry["task_inference"][v] = None if all(i is None for i in inference) else inference
+        inferring = tasks[len(progress["accuracy"][self.variants[0]]):]
+        for part in self._slices(inferring, learned):
+            batches = [self.ctx.test_batches(t, learned) for t in part]
+            answers = self.method.predict([EvalRequest(None, b) for b in batches])
+            for v in self.variants:
+                scores = [self._score(b, self._variant(a, v), t, given=False)
+                          for t, b, a in zip(part, batches, answers)]
+                progress["accuracy"][v] += [s.accuracy for s in scores]
+                progress["task_inference"][v] += [s.task_inference for s in scores]
+            self._saving(progress, more=part[-1] != inferring[-1])
+        entry["accuracy"] = {v: list(progress["accuracy"][v]) for v in self.variants}
+        entry["task_inference"] = {
+            v: None if all(i is None for i in inference) else list(inference)
+            for v, inference in progress["task_inference"].items()}
         return entry
+
+    @staticmethod
+    def progress_note(progress: dict[str, Any], infers: bool) -> str:
+        """Where an interrupted evaluation point stands, in words."""
+        learned = progress["after_tasks"]
+        given = len(progress["oracle"]) + 1  # the last task's is the diagonal
+        note = f"inside the evaluation after {learned} tasks: {given} of {learned} tasks " \
+               "evaluated with the task given"
+        if infers:
+            inferred = len(next(iter(progress["accuracy"].values()), []))
+            note += f", {inferred} of {learned} with it inferred"
+        return note
+
+    def _slices(self, tasks: list[int], point: int) -> list[list[int]]:
+        """``tasks`` cut into consecutive slices of at least :attr:`slice_batches` test
+        batches (the last may hold fewer); one slice when the method pools requests."""
+        if not tasks:
+            return []
+        if not getattr(self.method, "independent_requests", False):
+            return [tasks]
+        slices: list[list[int]] = [[]]
+        count = 0
+        for t in tasks:
+            if count >= self.slice_batches:
+                slices.append([])
+                count = 0
+            slices[-1].append(t)
+            count += len(self.ctx.test_batches(t, point))
+        return slices
+
+    def _saving(self, progress: dict[str, Any], more: bool) -> None:
+        """Hand ``progress`` to ``save`` when tasks remain and it is time (see above)."""
+        if self.save is None or not more:
+            return
+        if time.perf_counter() - self._saved_at >= self.save_every_s:
+            self.save(progress)
+            self._saved_at = time.perf_counter()
 
     def validation(self, learned: int) -> dict[str, Any]:
         """Task-given accuracy of every task on its held-out validation split (for choosing
@@ -126,11 +204,12 @@ def execute(
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it).
 
     ``device`` is the resolved torch device (resolved here from the config when not given).
-    With ``checkpoint``, the method's state and the run state are saved there after every task,
-    and a run finding a checkpoint of its config resumes after its last task. ``say`` receives
-    the notes worth showing (a resume, a method that cannot checkpoint). ``live`` (with
-    ``--log``) receives the loss, per-task summaries and evaluation points as they come; the
-    caller closes it.
+    With ``checkpoint``, the method's state and the run state are saved there after every task
+    and, during a long evaluation point, after slices of its tasks (:class:`Evaluator`); a run
+    finding a checkpoint of its config resumes after its last task, inside the evaluation point
+    it was in, if any. ``say`` receives the notes worth showing (a resume, a method that
+    cannot checkpoint). ``live`` (with ``--log``) receives the loss, per-task summaries and
+    evaluation points as they come; the caller closes it.
     """
     say = say or (lambda note: None)
     config = plan.config
@@ -154,16 +233,61 @@ def execute(
                                    "classes_per_task": plan.props.classes_per_task,
                                    "input_shape": list(plan.props.input_shape)},
                     "outputs": ctx.outputs, **stream_info}
+    state.stream_identity = stream_identity(task_defs, source)
     state.timing = {"setup_s": time.perf_counter() - clock, "train_s": 0.0, "eval_s": 0.0,
                     "train_s_per_task": []}
     if saved is not None:
         state = resumed(state, *saved, method)
         progress.resume(state.learned)
-        say(f"resuming after task {state.learned} of {config.tasks} from {checkpoint}")
+        note = f"resuming after task {state.learned} of {config.tasks} from {checkpoint}"
+        if state.partial is not None:
+            note += ", " + Evaluator.progress_note(state.partial, plan.scenario.infers_task)
+        say(note)
     evaluator = Evaluator(ctx, method, state.variants, state.diagonal)
     timing = state.timing
     earlier = timing.get("total_s", 0.0)
+    tick = clock
+
+    def save() -> None:
+        nonlocal checkpoint
+        method_state = method.state_dict()
+        if method_state is None:
+            say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
+                "from its first task")
+            checkpoint = evaluator.save = None
+        elif checkpoint is not None:
+            timing["total_s"] = earlier + time.perf_counter() - clock
+            checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
+
+    def save_inside(progress: dict[str, Any]) -> None:
+        """Save inside an evaluation point: its progress, the time spent on it counted."""
+        state.partial, spent = progress, time.perf_counter() - tick
+        timing["eval_s"] += spent
+        try:
+            save()
+        finally:
+            timing["eval_s"] -= spent
+            state.partial = None
+
+    def evaluated(learned: int, after: float) -> None:
+        """The work after task ``learned`` is done: to the live loggers."""
+        if live is not None:
+            live.evaluated(learned, state.diagonal[learned - 1], after)
+            if state.points and state.points[-1]["after_tasks"] == learned:
+                live.point(state.points[-1], state.variants)
+
+    if checkpoint is not None:
+        evaluator.save = save_inside
     with progress:  # stops redrawing, also when the run fails
+        if state.partial is not None:  # stopped inside the evaluation point after state.learned
+            progress.evaluating(state.learned)
+            tick = time.perf_counter()
+            add_point(evaluator, method, state, state.partial)
+            after = time.perf_counter() - tick
+            timing["eval_s"] += after
+            evaluated(state.learned, after)
+            if checkpoint is not None and state.learned < config.tasks:
+                save()
         for task, experience in enumerate(experiences):
             if task < state.learned:
                 continue
@@ -182,25 +306,12 @@ def execute(
             evaluator.after_task(task)
             state.learned = task + 1
             if state.learned in config.eval_at:
-                point = evaluator.evaluation_point(state.learned)
-                point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
-                                  for k, b in method.bytes().items()}
-                state.points.append(point)
+                add_point(evaluator, method, state)
             after = time.perf_counter() - tick
             timing["eval_s"] += after
-            if live is not None:
-                live.evaluated(task + 1, state.diagonal[task], after)
-                if state.points and state.points[-1]["after_tasks"] == task + 1:
-                    live.point(state.points[-1], state.variants)
+            evaluated(state.learned, after)
             if checkpoint is not None and state.learned < config.tasks:
-                method_state = method.state_dict()
-                if method_state is None:
-                    say(f"note: {config.method} cannot checkpoint: an interrupted run restarts "
-                        "from its first task")
-                    checkpoint = None
-                else:
-                    timing["total_s"] = earlier + time.perf_counter() - clock
-                    checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
+                save()
     progress.close()
     if config.val_fraction > 0:
         tick = time.perf_counter()
@@ -215,12 +326,24 @@ def execute(
     return build_record(config, command, state)
 
 
+def add_point(evaluator: Evaluator, method: Any, state: RunState,
+              progress: dict[str, Any] | None = None) -> None:
+    """Evaluate the point after ``state.learned`` tasks (from ``progress`` when resumed inside
+    it) and add it, with the method's bytes, to ``state.points``."""
+    point = evaluator.evaluation_point(state.learned, progress)
+    point["bytes"] = {k: {"bytes": b.bytes, "formula": b.formula}
+                      for k, b in method.bytes().items()}
+    state.points.append(point)
+    state.partial = None
+
+
 def resumed(fresh: RunState, saved: RunState, method_state: dict[str, Any], method: Any
             ) -> RunState:
     """The saved state of an interrupted run, continued by this process: the method restored,
     this process's setup time added and the resume noted."""
     method.load_state_dict(method_state)
     saved.stream, saved.variants = fresh.stream, fresh.variants
+    saved.stream_identity = fresh.stream_identity
     saved.timing = {**saved.timing,
                     "setup_s": saved.timing["setup_s"] + fresh.timing["setup_s"]}
     saved.resumes.append({"at_task": saved.learned + 1, "git_commit": provenance.git_commit(),

@@ -86,9 +86,9 @@ class Method:
 
     Declaration (class attributes): ``name``, ``description``, ``scenarios``, ``models``,
     ``requires``, ``params``, ``primary_lr``, ``uses_density``, ``infers_task``, ``presets``,
-    ``bytes_rules``, ``variants_param``. Behaviour: ``__init__(ctx)``, :meth:`train_experience`,
-    :meth:`predict`, :meth:`bytes`, :meth:`extras`; :meth:`check` adds refusals that depend on
-    params or options.
+    ``bytes_rules``, ``variants_param``, ``independent_requests``. Behaviour:
+    ``__init__(ctx)``, :meth:`train_experience`, :meth:`predict`, :meth:`bytes`,
+    :meth:`extras`; :meth:`check` adds refusals that depend on params or options.
     """
 
     name: ClassVar[str] = ""
@@ -103,6 +103,11 @@ class Method:
     presets: ClassVar[tuple[Preset, ...]] = ()
     bytes_rules: ClassVar[dict[str, str]] = {}
     variants_param: ClassVar[str | None] = None  # a multiple-valued param naming eval variants
+    #: True when :meth:`predict` answers each request as it would alone (no pooling across
+    #: requests, no state that counts calls or request positions): the evaluator may then split
+    #: an evaluation point into slices of tasks and checkpoint between them. False (the safe
+    #: default for plugins): every evaluation point is one call per part, as before.
+    independent_requests: ClassVar[bool] = False
     source: ClassVar[str] = "built-in"  # set by the registry: built-in, entry point or plugin path
 
     @classmethod
@@ -126,7 +131,8 @@ class Method:
         raise NotImplementedError
 
     def predict(self, requests: list[EvalRequest]) -> list[Answer]:
-        """Answer every request; all of a checkpoint's tasks come at once, to batch decisions."""
+        """Answer every request; many tasks come at once, to batch decisions (all of an
+        evaluation point's, unless :attr:`independent_requests` lets the evaluator slice it)."""
         raise NotImplementedError
 
     def bytes(self) -> dict[str, Bytes]:

@@ -1,13 +1,13 @@
-"""Model names (the vocabulary, defined here once) and plain trainable torch models.
+"""Model names (the vocabulary, defined here once) and the plain trainable MLPs.
 
-Mask methods build fixed-weight versions of the same architectures (``clbench.supermask.nets``,
-which also holds the one GEM ResNet-18 every method builds). Torch is imported only when a model
-is built.
+Mask methods build fixed-weight versions of the same architectures; ``clbench.supermask.nets``
+holds the one GEM ResNet-18 every method builds (plain ones with ``build_gemresnet18``). Torch
+is imported only when a model is built.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from clbench.errors import ClbenchError, unknown
 
@@ -61,31 +61,4 @@ def build_mlp(
                     layer.weight.uniform_(-bound, bound, generator=generator)
                     if layer.bias is not None:
                         layer.bias.uniform_(-bound, bound, generator=generator)
-    return model
-
-
-def build_gemresnet18(
-    outputs: int, *, norm: str = "shared", conv: Any = None, head: Any = None, nf: int = 20,
-    generator: torch.Generator | None = None,
-) -> torch.nn.Module:
-    """The project's one GEM ResNet-18 (:class:`clbench.supermask.nets.GEMResNet18`), trainable.
-    ``norm``: ``shared`` (affine BatchNorm, the reference's ``StandardBN``) or ``task``
-    (non-affine, per-task running statistics: :func:`clbench.supermask.layers.add_task` before
-    each task, :func:`~clbench.supermask.layers.set_task` to select). ``conv(c_in, c_out,
-    kernel, stride)`` and ``head(in, out)`` replace the plain bias-free layers (e.g. BatchE's).
-    Plain layers get PyTorch's default init, drawn from ``generator``."""
-    import torch
-    from torch import nn
-
-    from clbench.supermask.layers import TaskBatchNorm2d
-    from clbench.supermask.nets import GEMResNet18, plain_conv, plain_head
-
-    model = GEMResNet18(outputs, nf=nf, conv=conv or plain_conv, head=head or plain_head,
-                        norm=nn.BatchNorm2d if norm == "shared" else TaskBatchNorm2d)
-    if generator is not None:
-        with torch.no_grad():
-            for m in model.modules():
-                if isinstance(m, (nn.Conv2d, nn.Linear)):
-                    bound = 1 / m.weight[0].numel() ** 0.5
-                    m.weight.uniform_(-bound, bound, generator=generator)
     return model

@@ -74,7 +74,8 @@ TABLE: tuple[Option, ...] = (
     _setting("density", float, "fraction of weights kept, in (0, 1]"),
     _setting("sparsity", float, "1 - density"),
     _setting("label_view", str, "task, domain or class-incremental"),
-    _setting("seed", int, "run seed", 0),
+    _setting("seed", int, "run seed; the stream's too unless --data-seed (every method: the "
+             "paper's 1)", 1),
     _setting("data_seed", int, "stream seed [default: --seed]"),
     _setting("threads", int, "torch threads [default: all cores; in a sweep, cores / workers]"),
     _setting("device", str, "cpu, cuda or cuda:N", "cpu"),

@@ -156,12 +156,17 @@ class Progress:
         self.steps += 1
 
     def evaluating(self, learned: int) -> None:
-        """Task ``learned`` is trained; the work after it (scoring, evaluation point) begins."""
+        """Task ``learned`` is trained; the work after it (scoring, evaluation point) begins.
+        (A run resumed inside an evaluation point begins here, with no training measured.)"""
         now = self.clock()
         with self._lock:
-            self.eta.trained.append((self.steps, now - self.phase_start))
+            if self.start is None:
+                self.start = now
+            else:
+                self.eta.trained.append((self.steps, now - self.phase_start))
             self.learned, self.steps, self.evaluating_ = learned, 0, True
             self.phase_start = now
+        self._heartbeat()
         if self.terminal:
             self.draw()
 

@@ -60,9 +60,13 @@ class RunState:
     """What a run has done so far: what its checkpoint saves and its record is built from.
 
     ``learned`` counts the tasks trained; ``points`` are the evaluation points (the record's
-    ``checkpoints``). ``stream``, ``variants``, ``extras``, ``validation`` and ``train_loss``
-    (per-task mean training loss, measured only when the run is logged live) are filled by the
-    engine for the record only; a checkpoint does not hold them (a resumed run recomputes them).
+    ``checkpoints``); ``partial`` is the evaluation point after ``learned`` tasks while it is
+    being evaluated (its tasks evaluated so far, see :class:`clbench.engine.Evaluator`; None
+    between points). ``stream``, ``stream_identity``, ``variants``, ``extras``, ``validation``
+    and ``train_loss`` (per-task mean training loss, measured only when the run is logged
+    live) are filled by the engine for the record only; a checkpoint does not hold them (a
+    resumed run recomputes them). ``stream_identity`` (:func:`clbench.benchmark.
+    stream_identity`) is written as the record's ``stream.identity``, outside the run id.
     """
 
     started_at: str
@@ -73,15 +77,20 @@ class RunState:
     timing: dict[str, Any] = field(default_factory=dict)
     resumes: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] = field(default_factory=dict)
+    stream_identity: str | None = None
     variants: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] | None = None
+    partial: dict[str, Any] | None = None
     train_loss: list[float | None] | None = None
 
     #: The fields a checkpoint saves, by the key it saves them under.
     SAVED = {"learned": "learned", "diagonal": "diagonal", "checkpoints": "points",
              "timing": "timing", "started_at": "started_at", "environment": "environment",
              "resumes": "resumes"}
+    #: Saved under this key only while an evaluation point is in progress (checkpoints written
+    #: before it existed, or between points, lack it).
+    PARTIAL = "partial_point"
 
     @classmethod
     def begin(cls) -> RunState:
@@ -90,12 +99,16 @@ class RunState:
 
     def saved(self) -> dict[str, Any]:
         """The fields a checkpoint holds (plain data), under their checkpoint keys."""
-        return {key: getattr(self, name) for key, name in self.SAVED.items()}
+        out = {key: getattr(self, name) for key, name in self.SAVED.items()}
+        if self.partial is not None:
+            out[self.PARTIAL] = self.partial
+        return out
 
     @classmethod
     def from_saved(cls, data: dict[str, Any]) -> RunState:
         """The state a checkpoint saved with :meth:`saved`."""
-        return cls(**{name: data[key] for key, name in cls.SAVED.items()})
+        return cls(**{name: data[key] for key, name in cls.SAVED.items()},
+                   partial=data.get(cls.PARTIAL))
 
 
 def build_record(config: Config, command: list[str], state: RunState | None = None,
@@ -117,7 +130,8 @@ def build_record(config: Config, command: list[str], state: RunState | None = No
         raise ValueError("a complete record needs the run's state")
     record.update({
         "config": config.to_dict(),
-        "stream": state.stream,
+        "stream": state.stream if state.stream_identity is None
+        else {**state.stream, "identity": state.stream_identity},
         "variants": state.variants,
         "diagonal": state.diagonal,
         "checkpoints": state.points,

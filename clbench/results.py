@@ -193,6 +193,32 @@ def read(results: str | Path | None = None, filters: Filters = Filters()) -> Rec
     return out
 
 
+# ------------------------------------------------------------------ streams
+
+
+def stream_of(record: dict[str, Any]) -> str | None:
+    """The stream identity a record names (``stream.identity``); None for records written
+    before it was kept, whose stream follows from their config (benchmark, dataset, tasks,
+    data seed)."""
+    stream = record.get("stream")
+    return stream.get("identity") if isinstance(stream, dict) else None
+
+
+def group_keys(records: Sequence[dict[str, Any]]) -> list[str]:
+    """Each record's group: its config without seeds (``RunConfig.group_key``), plus
+    ``~<stream>`` where runs of that config name different streams for one data seed (a record
+    without an identity agrees with any), so that no mean mixes two streams of one seed."""
+    keys = [RunConfig.from_dict(r["config"]).group_key for r in records]
+    named: dict[tuple[str, Any], set[str]] = {}
+    for key, record in zip(keys, records):
+        identity = stream_of(record)
+        if identity is not None:
+            named.setdefault((key, record["config"]["data_seed"]), set()).add(identity)
+    mixed = {key for key, identities in named.items() if len(identities) > 1}
+    return [f"{key}~{(stream_of(r) or '')[:8] or 'unrecorded'}"
+            if (key, r["config"]["data_seed"]) in mixed else key for key, r in zip(keys, records)]
+
+
 # ------------------------------------------------------------------ frames
 
 
@@ -203,11 +229,13 @@ def _text(value: Any) -> Any:
     return value
 
 
-def config_columns(record: dict[str, Any], path: str, variant: str) -> dict[str, Any]:
-    """The identifying and config columns of one run and variant (params as ``param.NAME``)."""
+def config_columns(record: dict[str, Any], path: str, variant: str, group: str
+                   ) -> dict[str, Any]:
+    """The identifying and config columns of one run and variant (params as ``param.NAME``);
+    ``group`` is the record's from :func:`group_keys`."""
     config = record["config"]
-    row: dict[str, Any] = {"record": path, "run_id": record["run_id"],
-                           "group": RunConfig.from_dict(config).group_key, "variant": variant}
+    row: dict[str, Any] = {"record": path, "run_id": record["run_id"], "group": group,
+                           "variant": variant}
     for key in CONFIG[:5]:
         row[key] = config.get(key)
     for name, value in sorted((config.get("params") or {}).items()):
@@ -229,12 +257,13 @@ def _bytes(point: dict[str, Any]) -> dict[str, int]:
 def run_rows(records: Records) -> list[dict[str, Any]]:
     """One row per run and variant: config, final metrics (%), bytes at the end, timing."""
     rows = []
-    for path, record in records.complete:
+    groups = group_keys([record for _, record in records.complete])
+    for (path, record), group in zip(records.complete, groups):
         timing = record["timing"]
         per_task = timing.get("train_s_per_task")
         for variant in record["variants"]:
             final = record["final"][variant]
-            row = config_columns(record, path, variant)
+            row = config_columns(record, path, variant, group)
             row["after_tasks"] = record["checkpoints"][-1]["after_tasks"]
             row.update({k: _pct(final.get(k)) for k in FINAL})
             row.update(_bytes(record["checkpoints"][-1]))
@@ -248,11 +277,12 @@ def run_rows(records: Records) -> list[dict[str, Any]]:
 def task_rows(records: Records) -> list[dict[str, Any]]:
     """One row per run, variant, evaluation point and task learned by then."""
     rows = []
-    for path, record in records.complete:
+    groups = group_keys([record for _, record in records.complete])
+    for (path, record), group in zip(records.complete, groups):
         diagonal = record["diagonal"]
         per_task = record["timing"].get("train_s_per_task") or []
         for variant in record["variants"]:
-            head = config_columns(record, path, variant)
+            head = config_columns(record, path, variant, group)
             for point in record["checkpoints"]:
                 inference = point["task_inference"][variant]
                 size = _bytes(point)
@@ -331,7 +361,8 @@ def _shown(value: Any) -> str:
 def load(results: str | Path | None = None, **filters: Any) -> pd.DataFrame:
     """Tidy long form: one row per run × variant × evaluation point × task.
 
-    Columns: ``record``, ``run_id``, ``group`` (the config without its seeds), ``variant``, the
+    Columns: ``record``, ``run_id``, ``group`` (the config without its seeds; see
+    :func:`group_keys` for runs of different streams), ``variant``, the
     config (``param.NAME`` for params), ``after_tasks`` (tasks learned at the evaluation
     point), ``task`` (1-based), ``accuracy`` (the scenario's rule), ``oracle`` (task given),
     ``task_inference`` and ``just_learned`` (the task's oracle accuracy right after learning

@@ -30,7 +30,7 @@ from clbench.registry import register_method
 CONTINUAL = frozenset({"gg", "gns", "gnu"})
 PAPER_PRESETS = tuple(
     Preset({"scenario": s}, MNIST_PAPER, {}, "SupSup's PermutedMNIST protocol: LeNet, 1000 "
-           "batches of 128 per task, seed 1")
+           "batches of 128 per task")
     for s in sorted(CONTINUAL)
 )
 

@@ -81,6 +81,7 @@ class BatchE(Method):
     scenarios = frozenset({"gg", "gns", "gnu"})
     models = ("lenet", "fc1024", "gemresnet18")
     infers_task = True
+    independent_requests = True  # One-Shot per decision; the chunk never mixes a decision
     variants_param = "objective"
     params = (
         Param("random_w", bool, False, "W never trained (BatchE-RandW); else trained on task 0"),
@@ -123,7 +124,8 @@ class BatchE(Method):
         import torch
         from torch import nn
 
-        from clbench.models import HIDDEN, build_gemresnet18
+        from clbench.models import HIDDEN
+        from clbench.supermask.nets import build_gemresnet18
 
         rank_one = _rank_one()
         self.classes = ctx.props.classes_per_task

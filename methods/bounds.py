@@ -52,7 +52,8 @@ PRESETS = (
 def _network(ctx: Any, norm: str) -> Any:
     from math import prod
 
-    from clbench.models import build_gemresnet18, build_mlp
+    from clbench.models import build_mlp
+    from clbench.supermask.nets import build_gemresnet18
 
     outputs = ctx.props.classes_per_task
     if ctx.config.model == "gemresnet18":
@@ -90,6 +91,7 @@ class UpperBound(Method):
     name = "upper-bound"
     description = "Upper Bound: a separate network per task (independent; warm_start " \
                   "fine-tunes from the previous task's)"
+    independent_requests = True  # the given task's network per batch
     scenarios = frozenset({"gg"})
     models = ("lenet", "fc1024", "gemresnet18")
     params = (Param("warm_start", bool, False, "start each task from the previous task's "
@@ -155,6 +157,7 @@ class _Heads(Method):
     (-1 every task, 1 the first only, 0 never)."""
 
     trunk_tasks = -1
+    independent_requests = True  # the given task's head per batch
     scenarios = frozenset({"gg"})
     models = ("lenet", "fc1024", "gemresnet18")
     params = COMMON

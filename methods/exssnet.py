@@ -65,6 +65,7 @@ class ExSSNeT(Method):
     scenarios = frozenset({"gg", "gns", "gnu"})
     models = ("lenet", "fc1024", "gemresnet18", "resnet50")
     infers_task = True
+    independent_requests = True  # MaskPredictor: a given task's mask, or One-Shot per batch
     uses_density = True
     variants_param = "objective"
     exclusive: ClassVar[bool] = True  # False: SSNeT trains all of M_t

@@ -38,6 +38,7 @@ class PSP(Method):
                   "trained on every task"
     scenarios = frozenset({"gg"})
     models = ("lenet", "fc1024")
+    independent_requests = True  # the given task's context per batch
     params = (
         Param("optimizer", str, "rmsprop", "optimizer of W", choices=("rmsprop", "adam", "sgd")),
         Param("lr", float, 1e-4, "learning rate of W (--lr)", low=0.0),

@@ -51,6 +51,7 @@ class SupSup(Method):
     scenarios = frozenset({"gg", "gns", "gnu", "nns"})
     models = tuple(MODELS)
     infers_task = True
+    independent_requests = True  # MaskPredictor: a given task's mask, or One-Shot per batch
     uses_density = True
     variants_param = "objective"
     params = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from clbench.benchmark import BatchTransform, Benchmark, StreamProperties, TaskDef
@@ -28,6 +29,9 @@ class Permute(BatchTransform):
         super().__init__(mean, std)
         self.task, self.data_seed = task, data_seed
         self._perm: dict[object, torch.Tensor] = {}
+
+    def definition(self, input_shape):
+        return permutation(self.task, self.data_seed, math.prod(input_shape))
 
     def change(self, x, *, train, generator):
         import torch

@@ -28,6 +28,9 @@ class Rotate(BatchTransform):
         self.degrees = degrees % 360
         self._grids: dict[tuple, object] = {}
 
+    def definition(self, input_shape):
+        return {"degrees": self.degrees}
+
     def change(self, x, *, train, generator):
         import torch
         import torch.nn.functional as F

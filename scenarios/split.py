@@ -26,6 +26,9 @@ class CropFlip(BatchTransform):
 
     pad = 4
 
+    def definition(self, input_shape):
+        return {"crop_pad": self.pad, "flip": 0.5}
+
     def change(self, x, *, train, generator):
         import torch
         import torch.nn.functional as F

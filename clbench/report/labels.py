@@ -110,6 +110,7 @@ def labels(groups: list[Group], scenario: bool = True,
             head = method_name(g.config["method"]) + (f" ({', '.join(inside)})" if inside
                                                       else "")
             words = [w for k in differ[:MAX_FIELDS] if (w := word(k, flat.get(k, "None")))]
+            words += [f"stream {g.stream}"] if g.stream else []
             out[id(g)] = " · ".join([head, *words])
     seen: dict[str, list[Group]] = {}
     for g in groups:

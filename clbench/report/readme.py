@@ -139,6 +139,8 @@ def _section(s: Setting) -> list[str]:
     count = len(s.groups)
     lines = [f'<a id="{s.anchor}"></a>', "", f"## {s.number}. {s.title}", "",
              s.board.markdown(), ""]
+    if note := tables.stream_note(s.groups):
+        lines += [note, ""]
     chart = s.chart
     lines += [f"![{s.title}](plots/{chart.stem}.png)", "",
               f"{chart.caption} Plotted numbers: [CSV](plots/{chart.stem}.csv)."]

@@ -20,7 +20,7 @@ from clbench.report.figures import Chart, FigureSpec, check_spec
 from clbench.report.labels import labels
 from clbench.report.published import Published, setting_matches
 from clbench.report.runs import Collection, Group, Run, Skipped, Stat, group_runs
-from clbench.report.tables import Column, Table, final, human_bytes
+from clbench.report.tables import Column, Table, final, human_bytes, stream_note
 
 FILE = "reproduce.yaml"
 PAGE = "REPRODUCTION.md"
@@ -412,6 +412,8 @@ def section(number: int, experiment: Experiment, found: Found,
              "", "```bash", *(wrap(c) for c in experiment.commands), "```", ""]
     lines.append(groups_table(experiment, found.groups).markdown() if found.groups
                  else "_No runs yet._")
+    if note := stream_note(found.groups):
+        lines += ["", note]
     for spec, chart in charts:
         if chart is None:
             lines += ["", f"**{spec.title}**: not run yet (no record of its series)."]

@@ -1,7 +1,9 @@
 """Records (read by ``clbench.results``) into runs and groups of seeds, and their names.
 
 A run is one record and one of its variants; a group holds the runs whose configs differ only
-in their seeds (``RunConfig.group_key``) and shares their variant.
+in their seeds (``RunConfig.group_key``) and shares their variant. Runs of one config whose
+records name different streams for one data seed form separate groups, named by their stream
+(``results.group_keys``).
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clbench.config import RunConfig
 from clbench.metrics import average
-from clbench.results import Filters, Records, Skipped, problem, read, summarize
+from clbench.results import Filters, Records, Skipped, group_keys, problem, read, summarize
 from clbench.results import Summary as Stat
 
 __all__ = ["Collection", "Filters", "Group", "Run", "Skipped", "Stat", "collect", "group_runs",
@@ -72,6 +73,11 @@ class Group:
         return self.runs[0].config
 
     @property
+    def stream(self) -> str:
+        """The stream this group is kept apart by ("" when its config's runs agree)."""
+        return self.key.partition("~")[2]
+
+    @property
     def setting(self) -> str:
         c = self.config
         return f"{c['scenario']} · {c['benchmark']} · {c['dataset']}"
@@ -123,8 +129,7 @@ def group_runs(runs: list[Run]) -> list[Group]:
     """Runs (of complete records) into groups of one config and variant over seeds: ordered,
     each one's runs by seed, and named so that the names tell these groups apart."""
     groups: dict[tuple[str, str], Group] = {}
-    for run in runs:
-        key = RunConfig.from_dict(run.config).group_key
+    for run, key in zip(runs, group_keys([run.record for run in runs])):
         groups.setdefault((key, run.variant), Group(key, run.variant, [])).runs.append(run)
     ordered = sorted(groups.values(), key=_order)
     for group in ordered:
@@ -191,7 +196,7 @@ def name_groups(groups: list[Group]) -> None:
                 extras = [f"{k}={f.get(k, '—')}" for k in differ[:MAX_EXTRAS]]
                 if len(differ) > MAX_EXTRAS:
                     extras.append(f"config {g.key[:8]}")
-                parts = [*base, *extras]
+                parts = [*base, *extras, *([f"stream {g.stream}"] if g.stream else [])]
                 if variant:
                     g.name = " · ".join(parts)
                     g.short = " · ".join([parts[0], *parts[4:]])

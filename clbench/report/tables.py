@@ -270,6 +270,17 @@ def published_table(groups: list[Group], published: list[Published]) -> Table:
     return Table("published", "Published numbers", note, columns, rows)
 
 
+def stream_note(groups: list[Group]) -> str:
+    """The sentence saying that runs of one config were kept apart by stream ("" if none)."""
+    apart = sorted({g.name or g.key for g in groups if g.stream})
+    if not apart:
+        return ""
+    return (f"{len(apart)} group{'s' * (len(apart) > 1)} (named `stream <identity>`) hold runs "
+            "of one config that saw different streams for the same data seed (their records' "
+            "`stream.identity`; `unrecorded`: a record from before identities were kept): "
+            "they are shown apart and never averaged together.")
+
+
 def groups_table(groups: list[Group]) -> Table:
     columns = [Column("group"), Column("config key"), Column("seeds"), Column("tags"),
                Column("records")]
@@ -277,6 +288,8 @@ def groups_table(groups: list[Group]) -> Table:
             for g in groups]
     note = ("Each group is the runs whose configs are equal but for the seed and the data seed "
             "(`RunConfig.group_key`); tags name the experiments the runs belong to.")
+    apart = stream_note(groups)
+    note += f" {apart}" if apart else ""
     return Table("groups", "Groups and their records", note, columns, rows)
 
 

@@ -14,6 +14,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -277,3 +278,22 @@ def model_from_state(state: dict[str, Any]) -> SupermaskNet:
     return net
 
 
+def build_gemresnet18(
+    outputs: int, *, norm: str = "shared", conv: Any = None, head: Any = None, nf: int = 20,
+    generator: torch.Generator | None = None,
+) -> torch.nn.Module:
+    """The project's one GEM ResNet-18 (:class:`GEMResNet18`) with plain trainable layers.
+    ``norm``: ``shared`` (affine BatchNorm, the reference's ``StandardBN``) or ``task``
+    (non-affine, per-task running statistics: :func:`clbench.supermask.layers.add_task` before
+    each task, :func:`~clbench.supermask.layers.set_task` to select). ``conv(c_in, c_out,
+    kernel, stride)`` and ``head(in, out)`` replace the plain bias-free layers (e.g. BatchE's).
+    Plain layers get PyTorch's default init, drawn from ``generator``."""
+    model = GEMResNet18(outputs, nf=nf, conv=conv or plain_conv, head=head or plain_head,
+                        norm=nn.BatchNorm2d if norm == "shared" else TaskBatchNorm2d)
+    if generator is not None:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    bound = 1 / m.weight[0].numel() ** 0.5
+                    m.weight.uniform_(-bound, bound, generator=generator)
+    return model
