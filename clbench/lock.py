@@ -5,7 +5,9 @@ trains, and writes who it is into that file: process id, host and start time. A 
 of the same config finds the lock taken, reads the holder and does not train. The kernel drops
 the lock when its process ends, however it ends (``kill -9`` included), so a lock left by a
 process that is gone never blocks: the next run takes it and resumes from the checkpoint.
-The file itself stays; only the ``flock`` on it counts.
+Only the ``flock`` counts; the holder removes the file when it lets go (so a results folder
+holds records and checkpoints only), and a process that locked a file just removed that way
+sees it is gone and tries again on the new one.
 """
 
 from __future__ import annotations
@@ -47,15 +49,23 @@ class RunLock:
     def acquire(self) -> Holder | None:
         """Take the lock and return None, or return the live process holding it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return self.holder()
-        except BaseException:
-            os.close(fd)
-            raise
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return self.holder()
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                current = os.stat(self.path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)  # its holder removed the file as we locked it: lock the new one
         me = Holder(os.getpid(), socket.gethostname(), now())
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(me.__dict__) + "\n").encode())
@@ -74,8 +84,9 @@ class RunLock:
         return Holder(0, "unknown", "unknown")
 
     def release(self) -> None:
-        """Let the lock go (ending the process does the same)."""
+        """Remove the lock file and let the lock go (ending the process lets it go too)."""
         if self._fd is not None:
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -96,6 +96,7 @@ def test_after_kill_9_the_next_run_resumes_from_the_checkpoint(results):
     assert code == 0, err
     assert "resuming after task" in out and "record: " in out
     assert not list(results.glob("*/checkpoint.pt"))
+    assert not list(results.glob("*/run.lock")), "the next holder removes the file when done"
 
 
 def test_a_sweep_counts_a_run_held_elsewhere_as_running(results):
