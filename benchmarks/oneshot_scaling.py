@@ -1,85 +1,116 @@
-"""Time One-Shot task inference (and a training step) of SupSup's tensor core.
+"""Time One-Shot task inference among k LeNet masks on real normalised permuted-MNIST images.
 
-Stores k random packed `lenet` masks (784-300-100-``--outputs``), then times One-Shot H
-decisions: "single" = one decision (one image) per call, "batched" = ``--decisions`` decisions in
-one call. Prints seconds per call, per decision and the process's peak RSS so far.
+For each output size and k: k random packed masks (the masks prepared once, timed apart, as an
+evaluation point does), then One-Shot H on ``--decisions`` single-image decisions (real MNIST
+test digits, normalised, each under one of 16 random permutations) in one call; beside it, in the
+same run, a dense fp32 matrix product of the same arithmetic (decisions × P weights × k masks,
+timed on a slice of masks and scaled). Prints ms per decision, the dense floor, their ratio and
+the peak RSS. Then checks that the committed answers (tests/golden/oneshot_answers.json, from the
+dense code before the speed work) are reproduced at k = 2,500 except near-ties (< 1e-6).
+Run it on an idle machine, once per thread count:
 
-    PYTHONPATH=. python benchmarks/oneshot_scaling.py --threads 1
-    PYTHONPATH=. python benchmarks/oneshot_scaling.py --masks 250 --decisions 19750 --train-step
+    python benchmarks/oneshot_scaling.py --data-root ../shared/data --threads 2
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import resource
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from clbench.data import load_source
 from clbench.supermask.inference import infer_tasks
 from clbench.supermask.nets import build_model
+from clbench.supermask.oneshot import prepared_masks
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _peak_mb() -> float:
+def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _train_step_ms(steps: int, outputs: int) -> float:
-    net = build_model("lenet", outputs, seed=1)
-    net.new_task(torch.Generator().manual_seed(0))
-    opt = torch.optim.RMSprop(net.score_parameters(), lr=1e-4)
-    x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
-    for i in range(steps + 20):
-        if i == 20:
-            start = time.perf_counter()
-        opt.zero_grad()
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
-    return (time.perf_counter() - start) / steps * 1e3
+def real_images(data_root: str, count: int) -> torch.Tensor:
+    """``count`` normalised MNIST test digits, each under one of 16 random permutations."""
+    source = load_source("mnist", data_root)
+    info = source.info
+    x = source.test.x[:count].reshape(count, -1).float().div(255)
+    x = (x - info.mean[0]) / info.std[0]
+    gen = torch.Generator().manual_seed(0)
+    perms = [torch.randperm(784, generator=gen) for _ in range(16)]
+    return torch.stack([x[i, perms[i % 16]] for i in range(count)])
+
+
+def dense_ms(decisions: int, weights: int, k: int, chunk: int = 100) -> float:
+    """ms per decision of a dense fp32 [decisions, P] @ [P, k] product (timed on at most 256
+    decisions and ``chunk`` masks, scaled to k)."""
+    decisions = min(decisions, 256)
+    a = torch.randn(decisions, weights)
+    b = torch.randn(weights, min(chunk, k))
+    a @ b
+    start = time.perf_counter()
+    a @ b
+    took = time.perf_counter() - start
+    return took * (k / min(chunk, k)) / decisions * 1e3
+
+
+def check_answers() -> str:
+    spec = importlib.util.spec_from_file_location("answers", ROOT / "tests/test_oneshot_answers.py")
+    answers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(answers)  # type: ignore[union-attr]
+    golden = json.loads(answers.GOLDEN.read_text())
+    x = answers.images()
+    lines = []
+    for outputs, objective, k in answers.settings((2500,)):
+        entry = golden[f"{outputs}-{objective}-{k}"]
+        got = answers.answers(outputs, objective, k, x)
+        differ = [i for i, (a, b) in enumerate(zip(got, entry["answers"], strict=True)) if a != b]
+        ties = sum(entry["margins"][i] < answers.TIE for i in differ)
+        lines.append(f"k={k} outputs={outputs} {objective}: {len(differ)} of {len(got)} answers "
+                     f"differ from the committed ones, {ties} of them near-ties")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--masks", type=int, nargs="+", default=[10, 100, 250, 1000, 2500])
-    parser.add_argument("--decisions", type=int, default=1000)
-    parser.add_argument("--singles", type=int, default=20, help="single-decision calls timed")
-    parser.add_argument("--outputs", type=int, default=100)
-    parser.add_argument("--objective", choices=["H", "G"], default="H")
-    parser.add_argument("--memory-mb", type=int, default=256)
-    parser.add_argument("--train-step", action="store_true", help="also time a training step")
+    parser.add_argument("--outputs", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--decisions", type=int, default=2000)
+    parser.add_argument("--memory-mb", type=int, default=384)
+    parser.add_argument("--no-check", action="store_true", help="skip the answers check")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"threads={torch.get_num_threads()} outputs={args.outputs} objective={args.objective}")
-    if args.train_step:
-        print(
-            f"lenet training step (batch 128, RMSprop): {_train_step_ms(200, args.outputs):.2f} ms"
-        )
-    gen = torch.Generator().manual_seed(0)
-    kw = {"objective": args.objective, "real_classes": 10, "memory_mb": args.memory_mb}
-    print(
-        f"{'masks':>6} {'mode':>8} {'decisions':>9} {'s/call':>9} {'ms/decision':>11} {'peakMB':>7}"
-    )
-    for k in args.masks:
-        net = build_model("lenet", args.outputs, seed=1)
-        net.store.load(
-            torch.randint(0, 256, (k, net.store.row_bytes), dtype=torch.uint8, generator=gen)
-        )
-        x = torch.randn(max(args.decisions, args.singles), 784, generator=gen)
-        infer_tasks(net, x[:1], 1, **kw)  # warm-up; builds the cached mean mask
-        start = time.perf_counter()
-        for i in range(args.singles):
-            infer_tasks(net, x[i : i + 1], 1, **kw)
-        per = (time.perf_counter() - start) / args.singles
-        print(f"{k:>6} {'single':>8} {1:>9} {per:>9.4f} {per * 1e3:>11.3f} {_peak_mb():>7.0f}")
-        start = time.perf_counter()
-        infer_tasks(net, x[: args.decisions], 1, **kw)
-        took = time.perf_counter() - start
-        print(
-            f"{k:>6} {'batched':>8} {args.decisions:>9} {took:>9.3f} "
-            f"{took / args.decisions * 1e3:>11.3f} {_peak_mb():>7.0f}"
-        )
+    x = real_images(args.data_root, args.decisions)
+    print(f"threads={torch.get_num_threads()} decisions={args.decisions} (one image each) "
+          f"memory_mb={args.memory_mb}")
+    print(f"{'outputs':>7} {'masks':>6} {'prepare s':>9} {'ms/decision':>11} "
+          f"{'dense ms':>8} {'ratio':>6} {'peak MB':>7}")
+    gen = torch.Generator().manual_seed(1)
+    for outputs in args.outputs:
+        for k in args.masks:
+            net = build_model("lenet", outputs, seed=1)
+            bits = torch.randint(0, 256, (k, net.store.row_bytes), dtype=torch.uint8,
+                                 generator=gen)
+            net.store.load(bits)
+            start = time.perf_counter()
+            prepared_masks(net, net.store, k, args.memory_mb << 18)
+            infer_tasks(net, x[:8], 1, memory_mb=args.memory_mb)  # the cached mean mask
+            prepare = time.perf_counter() - start
+            start = time.perf_counter()
+            infer_tasks(net, x, 1, memory_mb=args.memory_mb)
+            ours = (time.perf_counter() - start) / len(x) * 1e3
+            floor = dense_ms(len(x), net.num_weights, k)
+            print(f"{outputs:>7} {k:>6} {prepare:>9.2f} {ours:>11.3f} {floor:>8.3f} "
+                  f"{ours / floor:>6.2f} {peak_mb():>7.0f}", flush=True)
+    if not args.no_check:
+        print(check_answers())
 
 
 if __name__ == "__main__":
