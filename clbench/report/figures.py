@@ -105,8 +105,9 @@ class Chart:
                 for p in s.points:
                     rows.append([i, s.label, s.status, p.config, p.variant, panel.metric,
                                  p.field, p.x, p.y.mean, p.y.std, p.y.n])
-                if not s.points:
-                    rows.append([i, s.label, s.status, "", "", panel.metric, "", "", None,
+                if not s.points:  # not run yet, or no values of this metric (GG's inference)
+                    status = s.status if s.status == NOT_RUN else f"no {panel.metric}"
+                    rows.append([i, s.label, status, "", "", panel.metric, "", "", None,
                                  None, 0])
             for label, x, y in panel.refs:
                 rows.append([i, label, "reference", "", "", panel.metric, "after_tasks", x, y,
