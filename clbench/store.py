@@ -1,6 +1,6 @@
 """The results store: one folder per run holding ``record.json``, while the run is unfinished
-its resume file ``checkpoint.pt``, ``run.lock``, the lock a training process holds
-(:mod:`clbench.lock`), and for runs logged live (``--log``) the training-loss curve
+its resume file ``checkpoint.pt``, ``run.lock`` while a process trains it (the lock it holds,
+:mod:`clbench.lock`), and for runs logged live (``--log``) the training-loss curve
 ``train_loss.csv`` and the loggers' files under ``logs/<logger>/``.
 
 Only this module knows the paths inside a results folder; the record's layout and schema are
