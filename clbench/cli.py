@@ -205,17 +205,20 @@ def list_(
     typer.echo(listing.render([what] if what else list(KINDS), verbose))
 
 
+# The record filters of ``report`` and ``export`` (one definition, one help text).
+OnlyMethod = Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")]
+OnlyScenario = Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")]
+OnlyBenchmark = Annotated[Optional[list[str]], Opt(help="only this benchmark (repeatable)")]
+OnlyDataset = Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")]
+OnlyTag = Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
+
+
 @app.command()
 def report(
     results: Results = None,
     out: Annotated[str, Opt(help="report folder (README.md, tables/, plots/)")] = "reports",
-    method: Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")] = None,
-    scenario: Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")] = None,
-    benchmark: Annotated[Optional[list[str]], Opt(help="only this benchmark (repeatable)")]
-    = None,
-    dataset: Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")] = None,
-    tag: Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
-    = None,
+    method: OnlyMethod = None, scenario: OnlyScenario = None,
+    benchmark: OnlyBenchmark = None, dataset: OnlyDataset = None, tag: OnlyTag = None,
     reproduce: Annotated[Optional[str], Opt(help="experiments file rendered as "
                                                  "REPRODUCTION.md [default: reproduce.yaml "
                                                  "beside the results folder, if any]")] = None,
@@ -237,15 +240,9 @@ def export(
     = "runs",
     format: Annotated[str, Opt("--format", help="csv or jsonl")] = "csv",
     out: Annotated[Optional[str], Opt(help="file to write [default: standard output]")] = None,
-    results: Annotated[Optional[str], Opt(help="results folder [default: $CLBENCH_RESULTS or "
-                                               "results/]")] = None,
-    method: Annotated[Optional[list[str]], Opt(help="only this method (repeatable)")] = None,
-    scenario: Annotated[Optional[list[str]], Opt(help="only this scenario (repeatable)")] = None,
-    benchmark: Annotated[Optional[list[str]], Opt(help="only this benchmark (repeatable)")]
-    = None,
-    dataset: Annotated[Optional[list[str]], Opt(help="only this dataset (repeatable)")] = None,
-    tag: Annotated[Optional[list[str]], Opt(help="only records with this tag (repeatable)")]
-    = None,
+    results: Results = None,
+    method: OnlyMethod = None, scenario: OnlyScenario = None,
+    benchmark: OnlyBenchmark = None, dataset: OnlyDataset = None, tag: OnlyTag = None,
 ) -> None:
     """The records as tidy rows for R, spreadsheets and pandas (clbench.results' frames)."""
     import warnings

@@ -66,22 +66,15 @@ def train_steps(optimizer: torch.optim.Optimizer, losses: Iterable[torch.Tensor]
     zero the gradients, backpropagate, call ``after_backward`` (e.g. to mask gradients), step.
     Code a generator runs after its ``yield`` runs after that step. A logged run's loss
     observer gets each loss after its step."""
-    observe = _loss_observer
-    if observe is None:
-        for loss in losses:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if after_backward is not None:
-                after_backward()
-            optimizer.step()
-        return
+    observe = _loss_observer  # read once: one None check per step when nothing observes
     for loss in losses:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if after_backward is not None:
             after_backward()
         optimizer.step()
-        observe(loss)
+        if observe is not None:
+            observe(loss)
 
 
 def fit(forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
