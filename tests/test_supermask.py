@@ -358,6 +358,26 @@ def test_alpha_gradients_equal_autograd(objective: str, b: int, strategy: str, b
     assert torch.allclose(got, want, rtol=1e-9, atol=1e-12)
 
 
+def test_oneshot_of_one_or_two_images_per_decision_matches_the_dense_gradients() -> None:
+    """The column-grouped One-Shot (about one image per decision) chooses what the dense
+    α-gradients choose: inputs with a common background value, decisions of one and two
+    images, a budget that forces many blocks, mask chunks and column groups, and the default."""
+    gen = torch.Generator().manual_seed(3)
+    net = build_model("lenet", 100, seed=0)
+    _commit_random(net, 12, gen)
+    x = torch.randn(30, 784, generator=gen)
+    x[x < 0.8] = -0.4242  # a normalised background, about 80 % of the pixels
+    sizes = [1, 2, 1, 1, 2, 1, 1, 1, 2, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 2]
+    assert sum(sizes) == 30
+    dense = alpha_gradients(net, x, sizes)
+    low = dense.topk(2, dim=1, largest=False).values
+    clear = (low[:, 1] - low[:, 0]) > 1e-5  # near-ties may fall either way in float32
+    assert clear.sum() >= 20
+    for memory_mb in (1, 384):
+        got = infer_tasks(net, x, sizes, memory_mb=memory_mb)
+        assert torch.equal(got[clear], dense.argmin(1)[clear]), memory_mb
+
+
 def test_alpha_gradients_small_memory_budget_matches() -> None:
     net = build_model("lenet", 100, seed=0)
     _commit_random(net, 6, torch.Generator().manual_seed(0))

@@ -104,11 +104,11 @@ def _groups(differs: Tensor, out_f: int, masks: int, cap: int) -> list[tuple[Ten
     counts = differs.sum(0)
     order = counts.argsort(descending=True, stable=True)
     sizes = counts[order].tolist()
+    unpacked = out_f * -(-masks // 8) * 8
     groups = []
     first = 0
     while first < len(sizes) and sizes[first] > 0:
         rows = sizes[first]
-        unpacked = out_f * -(-masks // 8) * 8
         width = max(1, cap // (4 * max(rows * out_f, unpacked, rows * masks)))
         last = first + 1
         while last < len(sizes) and last - first < width and sizes[last] * 4 >= rows * 3:
@@ -166,6 +166,8 @@ def oneshot_argmin(
     block = max(1, cap // (4 * 4 * bmax * width))
     best = torch.full((d_count,), math.inf, dtype=dtype, device=device)
     answer = torch.zeros(d_count, dtype=torch.long, device=device)
+    unpacked = torch.empty(cap // 4, dtype=dtype, device=device)  # reused: see columns()
+    products = torch.empty(cap // 4, dtype=dtype, device=device)
     for b0 in range(0, d_count, block):
         b1 = min(d_count, b0 + block)
         v = None if valid is None else valid[b0:b1]
@@ -180,8 +182,6 @@ def oneshot_argmin(
             delta = delta.reshape(-1, out_f) if v is None else delta[v]
             plan.append((a, _common_value(a), delta))
         step = min(k, max(8, cap // (4 * (b1 - b0 + 1)) // 8 * 8))
-        unpacked = torch.empty(cap // 4, dtype=dtype, device=device)
-        products = torch.empty(cap // 4, dtype=dtype, device=device)
         for s in range(0, k, step):
             e = min(k, s + step)
             grad = torch.zeros(b1 - b0 + 1, e - s, dtype=dtype, device=device)
@@ -194,8 +194,8 @@ def oneshot_argmin(
                     part = _room(products, where.numel() * (e - s)).view(*where.shape, e - s)
                     torch.bmm(left, masks, out=part)
                     grad.index_add_(0, owner[where.reshape(-1)], part.view(-1, e - s))
-            low, where = grad[:-1].min(1)
+            low, arg = grad[:-1].min(1)
             better = low < best[b0:b1]
             best[b0:b1] = torch.where(better, low, best[b0:b1])
-            answer[b0:b1] = torch.where(better, where + s, answer[b0:b1])
+            answer[b0:b1] = torch.where(better, arg + s, answer[b0:b1])
     return answer
