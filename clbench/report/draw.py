@@ -103,9 +103,9 @@ def _line(ax: object, s: Series, percent: bool) -> None:
     xs = np.array([p.x for p in s.points], dtype=float)
     mean, low, high = _spread(s, percent)
     marker = s.look.marker if len(xs) <= MARKERS_UP_TO else None
-    ax.plot(xs, mean, color=s.look.color, ls=s.look.ls, lw=1.8, marker=marker,
+    ax.plot(xs, mean, color=s.look.color, ls=s.look.ls, lw=s.look.width, marker=marker,
             ms=5 if len(xs) > 2 else 7,
-            label=wrap(s.label), clip_on=False, zorder=3)
+            label=wrap(s.label), clip_on=False, zorder=s.look.layer)
     if (high - low).any():
         if len(xs) > 1:
             ax.fill_between(xs, low, high, color=s.look.color, alpha=0.18, lw=0)

@@ -34,7 +34,8 @@ MAX_FIELDS = 3
 COLOURS = {"supsup": 0, "batche": 1, "psp": 2, "exssnet": 3, "separate-heads": 4,
            "supsup-hopfield": 5, "supsup-units": 6, "avalanche:ewc": 8, "avalanche:naive": 9,
            "lower-bound": 7}
-BOUND = (0.15, 0.15, 0.15)  # Upper Bound: near black, the line the others aim at
+BOUND = (0.15, 0.15, 0.15)  # Upper Bound (drawn wide and light: BAND) and unlisted methods
+BAND = {"width": 7.0, "layer": 2, "lighten": 0.65}  # the Upper Bound's line, under the others
 STYLES = {"default": "-", "H": "-", "G": "--"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -129,6 +130,8 @@ class Look:
     color: tuple[float, float, float]
     ls: str
     marker: str
+    width: float = 1.8
+    layer: int = 3  # lines of a higher layer are drawn over those of a lower one
 
 
 def base_colour(method: str, methods: list[str]) -> tuple[float, float, float]:
@@ -146,7 +149,8 @@ def base_colour(method: str, methods: list[str]) -> tuple[float, float, float]:
 def looks(groups: list[Group], methods: list[str]) -> dict[int, Look]:
     """One colour per method (the same in every figure), a line style per variant (H and
     default solid, G dashed); several series of one method get tints of its colour (light
-    to dark) per variant, and their own markers."""
+    to dark) per variant, and their own markers. The Upper Bound is a wide light band under
+    the other lines, so that a method as good as it stays visible on it."""
     by_method: dict[str, list[Group]] = {}
     for g in groups:
         by_method.setdefault(g.config["method"], []).append(g)
@@ -158,6 +162,12 @@ def looks(groups: list[Group], methods: list[str]) -> dict[int, Look]:
             ls = STYLES.get(g.variant) or (":", "-.")[variants.index(g.variant) % 2]
             same = [m for m in members if m.variant == g.variant]
             light = 0.55 * (len(same) - 1 - same.index(g)) / max(len(same) - 1, 1)
+            if method == "upper-bound":
+                light = max(light, BAND["lighten"])
             tint = tuple(c + (1 - c) * light for c in colour)
-            out[id(g)] = Look(tint, ls, MARKERS[k % len(MARKERS)])
+            marker = MARKERS[k % len(MARKERS)]
+            if method == "upper-bound":
+                out[id(g)] = Look(tint, ls, marker, BAND["width"], BAND["layer"])
+            else:
+                out[id(g)] = Look(tint, ls, marker)
     return out
