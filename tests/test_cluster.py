@@ -96,8 +96,8 @@ def test_interrupts_say_what_is_complete_and_exit_128_plus_the_signal(tmp_path, 
     results = tmp_path / "results"
     what = (["--seed", "0"] if command == "run" else ["--grid", "seed=0,1", "--workers", "2"])
     proc = clbench(command, "--method", "supsup", "--param", "mask=topk", "--density", "0.1",
-                   *what, *SMALL, "--tasks", "4", "--iters", "40", "--results", str(results),
-                   wait=False)
+                   *what, *SMALL, "--tasks", "12", "--iters", "40", "--results", str(results),
+                   wait=False)  # 12 tasks: seconds between the first checkpoint and the end
     deadline = time.time() + 240
     while time.time() < deadline and not list(results.glob("*/checkpoint.pt")):
         time.sleep(0.05)
