@@ -16,7 +16,7 @@ Two things make this cheaper than a dense product with every mask:
   of a permuted MNIST image's pixels are background, and the first layer holds most weights.
   Columns with similar numbers of such images are grouped (padding ≤ 1/4) so that a group is
   one batched product over all k masks at once and one ``index_add_`` into contiguous rows:
-  many small products, or adds into a slice of the masks, cost twice as much on this CPU.
+  many small products, or adds into a slice of the masks, measured about twice as slow.
 
 The sums run in another order than the dense product, so gradients agree to rounding:
 answers differ only where a decision's two best masks are tied to about 1e-6 (a test holds it
@@ -96,11 +96,14 @@ def prepared_masks(net: SupermaskNet, source: MaskSource, k: int, budget: int) -
     return prepared
 
 
-def _groups(differs: Tensor, out_f: int, masks: int, cap: int) -> list[tuple[Tensor, int]]:
+def _groups(
+    differs: Tensor, out_f: int, masks: int, cap: int, size: int
+) -> list[tuple[Tensor, int]]:
     """The input columns with any entry off the common value, most such entries first, in
     groups of similar count: (columns, rows of the fullest) each; no column under 3/4 of the
-    fullest's rows, and at most ``cap`` bytes for each of a group's left operands
-    [columns, rows, out], masks [columns, out, masks] and products [columns, rows, masks]."""
+    fullest's rows, and at most ``cap`` bytes (``size`` per float) for each of a group's left
+    operands [columns, rows, out], masks [columns, out, masks] and products
+    [columns, rows, masks]."""
     counts = differs.sum(0)
     order = counts.argsort(descending=True, stable=True)
     sizes = counts[order].tolist()
@@ -109,7 +112,7 @@ def _groups(differs: Tensor, out_f: int, masks: int, cap: int) -> list[tuple[Ten
     first = 0
     while first < len(sizes) and sizes[first] > 0:
         rows = sizes[first]
-        width = max(1, cap // (4 * max(rows * out_f, unpacked, rows * masks)))
+        width = max(1, cap // (size * max(rows * out_f, unpacked, rows * masks)))
         last = first + 1
         while last < len(sizes) and last - first < width and sizes[last] * 4 >= rows * 3:
             last += 1
@@ -137,10 +140,11 @@ def _left_operands(
     ([columns, rows] image indices, padded with a zero row past the end) and the left operands
     δ ⊙ W[:, j] ⊙ s[:, j] ([columns, rows, out] floats, zero on padding), one group at a time."""
     n, out_f = delta.shape
+    size = torch.finfo(delta.dtype).bits // 8
     differs = a != c
     shifted = torch.cat([a - c, a.new_zeros(1, a.shape[1])])
     delta = torch.cat([delta, delta.new_zeros(1, out_f)])
-    for cols, rows in _groups(differs, out_f, masks, cap):
+    for cols, rows in _groups(differs, out_f, masks, cap, size):
         hit = differs[:, cols].T  # [columns, n]
         first = hit.to(torch.uint8).sort(dim=1, descending=True, stable=True).indices[:, :rows]
         where = torch.where(hit.gather(1, first), first, n)
@@ -162,12 +166,13 @@ def oneshot_argmin(
     prepared = prepared_masks(net, source, k, budget // 4)
     weffs = net._mean_weights(source, k)
     cap = budget // 8  # each of: signals, α-gradients, left operands, masks, products
+    size = torch.finfo(dtype).bits // 8
     width = sum(m.weight.shape[0] + m.weight.shape[1] for m in layers)
-    block = max(1, cap // (4 * 4 * bmax * width))
+    block = max(1, cap // (4 * size * bmax * width))
     best = torch.full((d_count,), math.inf, dtype=dtype, device=device)
     answer = torch.zeros(d_count, dtype=torch.long, device=device)
-    unpacked = torch.empty(cap // 4, dtype=dtype, device=device)  # reused: see columns()
-    products = torch.empty(cap // 4, dtype=dtype, device=device)
+    unpacked = torch.empty(cap // size, dtype=dtype, device=device)  # reused: see columns()
+    products = torch.empty(cap // size, dtype=dtype, device=device)
     for b0 in range(0, d_count, block):
         b1 = min(d_count, b0 + block)
         v = None if valid is None else valid[b0:b1]
@@ -181,7 +186,7 @@ def oneshot_argmin(
             a = a.reshape(-1, in_f) if v is None else a[v]
             delta = delta.reshape(-1, out_f) if v is None else delta[v]
             plan.append((a, _common_value(a), delta))
-        step = min(k, max(8, cap // (4 * (b1 - b0 + 1)) // 8 * 8))
+        step = min(k, max(8, cap // (size * (b1 - b0 + 1)) // 8 * 8))
         for s in range(0, k, step):
             e = min(k, s + step)
             grad = torch.zeros(b1 - b0 + 1, e - s, dtype=dtype, device=device)
