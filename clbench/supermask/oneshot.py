@@ -134,13 +134,12 @@ def _common_value(a: Tensor) -> float:
 
 
 def _left_operands(
-    a: Tensor, c: float, delta: Tensor, weight: Tensor, masks: int, cap: int
+    a: Tensor, c: float, delta: Tensor, weight: Tensor, masks: int, cap: int, size: int
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Per group of input columns j of s = a − c: the columns, the rows where s is non-zero
     ([columns, rows] image indices, padded with a zero row past the end) and the left operands
     δ ⊙ W[:, j] ⊙ s[:, j] ([columns, rows, out] floats, zero on padding), one group at a time."""
     n, out_f = delta.shape
-    size = torch.finfo(delta.dtype).bits // 8
     differs = a != c
     shifted = torch.cat([a - c, a.new_zeros(1, a.shape[1])])
     delta = torch.cat([delta, delta.new_zeros(1, out_f)])
@@ -194,7 +193,8 @@ def oneshot_argmin(
                 if c != 0.0:
                     grad[:-1].index_add_(0, owner[:-1], delta @ prepared.rowsums[li][s:e].T,
                                          alpha=c)
-                for cols, where, left in _left_operands(a, c, delta, layer.weight, e - s, cap):
+                for cols, where, left in _left_operands(a, c, delta, layer.weight, e - s, cap,
+                                                         size):
                     masks = prepared.columns(li, cols, s, e, unpacked)
                     part = _room(products, where.numel() * (e - s)).view(*where.shape, e - s)
                     torch.bmm(left, masks, out=part)
