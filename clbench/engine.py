@@ -22,7 +22,7 @@ from clbench.benchmark import stream_identity
 from clbench.context import RunContext
 from clbench.method import Answer, EvalRequest
 from clbench.plan import resolve_device
-from clbench.progress import Progress
+from clbench.progress import Progress, ShowProgress
 from clbench.record import RunState, build_record, now
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class Evaluator:
 
 def execute(
     plan: Plan, source: Source, command: list[str], *, device: Any = None,
-    show_progress: bool = True, checkpoint: Path | None = None,
+    show_progress: ShowProgress = True, checkpoint: Path | None = None,
     say: Callable[[str], None] | None = None, live: Live | None = None,
 ) -> dict[str, Any]:
     """Run ``plan`` on ``source`` and return its complete record (the caller stores it).
@@ -219,8 +219,10 @@ def execute(
     device = resolve_device(config.device) if device is None else device
     task_defs, stream_info = plan.benchmark.build(source, config.tasks, config.data_seed)
     per_task = config.iters or config.epochs * -(-len(source.train.y) // config.batch_size)
-    progress = Progress(config.tasks, per_task, config.eval_at,
-                        f"{config.method} {config.scenario}", show_progress)
+    lines_only = show_progress == "lines"
+    label = f"{config.method} {config.scenario}" + (f" {config.run_id}" if lines_only else "")
+    progress = Progress(config.tasks, per_task, config.eval_at, label, bool(show_progress),
+                        lines_only=lines_only)
     saved = checkpoint_io.load(checkpoint, config.to_dict()) if checkpoint else None
     if live is not None:
         live.begin(config.to_dict(), saved[0].learned if saved is not None else 0, per_task)

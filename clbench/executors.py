@@ -4,7 +4,9 @@ Both hand each finished run's record back to the driver, which stores it (so Ray
 shared filesystem for records). Runs save their checkpoint after each task into the results
 folder; on Ray only when the worker sees the driver's results folder (a shared filesystem),
 otherwise an interrupted run restarts, and the driver says so. Plugin files travel to Ray
-workers as their sources (:meth:`~clbench.runner.RunSpec.with_plugin_texts`).
+workers as their sources (:meth:`~clbench.runner.RunSpec.with_plugin_texts`). Local workers
+write their run's progress on the sweep's stderr as plain lines labelled with the run id;
+Ray's workers do not (their output goes to Ray's log).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _local_worker(parent: int, results: str | None, tasks: Any, done: Any) -> No
         index, spec = item
         done.put(("start", index, os.getpid()))
         try:
-            record, notes = execute_spec(spec, results)
+            record, notes = execute_spec(spec, results, show_progress="lines")
             done.put(("done", index, (record, notes, "")))
         except Exception as exc:  # noqa: BLE001 - e.g. planning failed here: the driver records it
             done.put(("done", index, (None, [], " ".join(f"{type(exc).__name__}: {exc}".split()))))

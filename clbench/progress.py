@@ -11,7 +11,9 @@ still to come. While work remains the ETA is never zero.
 
 On a terminal the line is redrawn twice a second (also during an evaluation, which makes no
 steps); otherwise a plain line is written every 30 seconds (``$CLBENCH_PROGRESS_EVERY``
-seconds when set), for runs whose stderr is a log.
+seconds when set), for runs whose stderr is a log. A sweep's worker writes plain lines only,
+terminal or not (several workers share it), and no closing line (the sweep writes each run's
+end).
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import IO
+from typing import IO, Literal
 
 EVERY = "CLBENCH_PROGRESS_EVERY"  # seconds between plain lines off a terminal
+
+#: how a run shows its progress: not at all, a bar (plain lines off a terminal), or plain
+#: lines only, labelled with the run id and without a closing line (a sweep's worker)
+ShowProgress = bool | Literal["lines"]
 
 
 def fmt(seconds: float) -> str:
@@ -111,17 +117,20 @@ class Progress:
 
     The engine calls :meth:`training` before each task, :meth:`tick` at each step (through the
     training loader), :meth:`evaluating` when the task's training ends and :meth:`close` at the
-    end; a resumed run calls :meth:`resume` first. ``clock`` is injectable for tests.
+    end; a resumed run calls :meth:`resume` first. With ``lines_only`` it writes plain lines
+    even on a terminal and no closing line (a sweep's worker). ``clock`` is injectable for tests.
     """
 
     def __init__(self, tasks: int, per_task: int, eval_at: Sequence[int], label: str = "",
-                 enabled: bool = True, *, clock: Callable[[], float] = time.perf_counter,
+                 enabled: bool = True, *, lines_only: bool = False,
+                 clock: Callable[[], float] = time.perf_counter,
                  stream: IO[str] | None = None) -> None:
         self.eta = Eta(tasks, per_task, eval_at)
         self.tasks, self.per_task, self.label = tasks, max(1, per_task), label
         self.enabled, self.clock = enabled, clock
         self.stream = stream if stream is not None else sys.stderr
-        self.terminal = enabled and self.stream.isatty()
+        self.terminal = enabled and not lines_only and self.stream.isatty()
+        self.closing_line = not lines_only
         self.every = 0.5 if self.terminal else float(os.environ.get(EVERY, 30.0))
         self.learned = 0  # tasks trained (and, unless evaluating, scored)
         self.steps = 0  # steps of the task being trained
@@ -177,7 +186,7 @@ class Progress:
             self._end_after(now)
         self._closed_line = True  # the final line ends it
         self.stop()
-        if self.enabled and self.start is not None:
+        if self.enabled and self.closing_line and self.start is not None:
             self.draw(final=True)
 
     def stop(self) -> None:

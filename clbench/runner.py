@@ -25,6 +25,7 @@ from clbench.store import Store, load_record
 if TYPE_CHECKING:
     from clbench.data import Source
     from clbench.live import Live
+    from clbench.progress import ShowProgress
 
 
 class Line(NamedTuple):
@@ -119,7 +120,7 @@ def _plan_here(spec: RunSpec) -> Plan:
 
 
 def execute_prepared(run: Prepared, command: list[str], checkpoint: Path | None,
-                     show_progress: bool = False, *, log: list[str] | None = None,
+                     show_progress: ShowProgress = False, *, log: list[str] | None = None,
                      store: Store | None = None, log_every: int | None = None
                      ) -> tuple[dict[str, Any], list[str]]:
     """Execute a prepared run to its record, complete or failed (a failing run never raises;
@@ -156,7 +157,8 @@ def open_live(run: Prepared, log: list[str], store: Store, every: int | None) ->
 
 
 def execute_spec(spec: RunSpec, results: str | None, *, resumable: bool = True,
-                 show_progress: bool = False) -> tuple[dict[str, Any] | None, list[str]]:
+                 show_progress: ShowProgress = False
+                 ) -> tuple[dict[str, Any] | None, list[str]]:
     """Prepare and execute ``spec`` (a sweep's run, in a worker): its record and notes. With
     ``resumable``, the run resumes from and saves to its checkpoint under ``results``, holding
     the run's lock there: when another live process holds it, nothing is trained and the

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 
@@ -137,6 +138,23 @@ def test_plain_lines_off_a_terminal_and_nothing_when_disabled():
     simulate(2, 5, lambda t: 0.1, lambda k: 0.5, {2},
              Progress(2, 5, [2], "x", enabled=False, clock=clock, stream=quiet), clock)
     assert quiet.getvalue() == ""
+
+
+def test_a_sweeps_worker_writes_labelled_plain_lines_even_on_a_terminal_and_no_closing_line():
+    clock = Clock()
+    stream = Tty()  # the sweep's stderr, shared by its workers
+    progress = Progress(2, 5, [2], "supsup gnu 4835cf34d030c772", lines_only=True, clock=clock,
+                        stream=stream)
+    progress.every = 0.01
+    progress.training(0)
+    deadline = time.monotonic() + 5
+    while stream.getvalue().count("\n") < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 3 and "\r" not in stream.getvalue()
+    assert all(line.startswith("supsup gnu 4835cf34d030c772 [") for line in lines)
+    assert not any("done," in line for line in lines)
 
 
 def test_a_resumed_run_starts_its_bar_where_it_resumes():

@@ -24,12 +24,15 @@ GRID = ["--method", "supsup", "--method", "avalanche:naive", "--param", "mask=to
         "--grid", "seed=0,1", "--grid", "density=0.05,0.1", *SMALL]
 
 
-def clbench(*args, results, wait=True):
+def clbench(*args, results, wait=True, env=None):
     command = [sys.executable, "-m", "clbench", *args, "--results", str(results)]
+    env = {**os.environ, **(env or {})}
     if not wait:
         return subprocess.Popen(command, cwd=NEUTRAL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=NEUTRAL)
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=NEUTRAL,
+                          env=env)
 
 
 def spec(**kw):
@@ -123,6 +126,18 @@ def test_killed_sweep_resumes_with_only_the_missing_runs(results):
     assert not list(results.glob("*/checkpoint.pt"))
     summary = again.stdout.split("0 refused", 1)[1]
     assert "supsup" in summary and "avalanche:naive" in summary and "± " in summary
+
+
+def test_a_sweeps_runs_show_their_progress_as_lines_with_their_run_id(results):
+    out = clbench("sweep", "--method", "psp", "--dataset", "mnist-5k", "--tasks", "3", "--iters",
+                  "100", "--threads", "1", results=results,
+                  env={"CLBENCH_PROGRESS_EVERY": "0.05"})
+    assert out.returncode == 0, out.stderr
+    (record,) = records(results)
+    lines = [line for line in out.stderr.splitlines() if record["run_id"] in line]
+    assert lines and all(line.startswith(f"psp gg {record['run_id']} [") for line in lines)
+    assert any("training task" in line and "steps/s" in line for line in lines)
+    assert "\r" not in out.stderr and "done, 3 tasks" not in out.stderr
 
 
 FAILING = """\
