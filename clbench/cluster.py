@@ -6,7 +6,8 @@
   runs on this machine (a driver must run on one).
 * :func:`quiet` sends Ray's own output to a log file: its C++ logs (file descriptor 2), its
   Python loggers and the lines its background threads print ("(raylet) Task failed…"). Lines
-  of the main thread, where the command line prints clbench's lines, still reach the terminal.
+  of the main thread, where the command line prints clbench's lines, still reach the terminal,
+  except what :func:`shutdown` prints (Ray flushes the lines it held back there).
 * :class:`Marker` is the driver's marker in the results folder (a Ray worker that sees it shares
   the driver's filesystem and may checkpoint there). The driver holds a lock on it while it
   lives and removes it at any ending it survives; a dead driver's marker is removed by the next
@@ -121,6 +122,20 @@ def quiet(log: Path | None) -> Iterator[None]:
         terminal.close()
         sys.stdout, sys.stderr = _ByThread(out, file), _ByThread(err, file)
         logging.lastResort = last_resort
+
+
+def shutdown(ray: Any) -> None:
+    """``ray.shutdown()`` with its main-thread lines sent where Ray's other lines go: it prints
+    the lines Ray held back to deduplicate (a lost node's dump, say) from the main thread."""
+    streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, _ByThread)]
+    mains = [s.main for s in streams]
+    for stream in streams:
+        stream.main = stream.other
+    try:
+        ray.shutdown()
+    finally:
+        for stream, main in zip(streams, mains, strict=True):
+            stream.main = main
 
 
 # --------------------------------------------------------------------------- the connect check
@@ -390,7 +405,7 @@ def session(address: str | None, results: str | None, connect_timeout: float,
             ray.init(address=target, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - one line; the details are in the log
-            ray.shutdown()
+            shutdown(ray)
             raise ClbenchError(f"Ray could not start or join its cluster: "
                                f"{' '.join(str(exc).split())[:300]}") from None
         finally:
@@ -400,7 +415,7 @@ def session(address: str | None, results: str | None, connect_timeout: float,
             with Marker(root) as marker:
                 yield Session(target, root, marker.token)
         finally:
-            ray.shutdown()
+            shutdown(ray)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,24 @@ def test_a_bad_address_fails_fast_with_one_line(tmp_path):
     assert not results.exists()  # nothing was made for runs that never started
 
 
+def test_what_ray_prints_while_shutting_down_goes_to_the_log_not_the_terminal(tmp_path, capfd):
+    from clbench.cluster import quiet, shutdown
+
+    class Ray:  # ray.shutdown() flushes the lines it held back to deduplicate, on this thread
+        def shutdown(self):
+            print("(raylet) A worker died or was killed while executing a task", flush=True)
+            print("(raylet) the dump", file=sys.stderr, flush=True)
+
+    log = tmp_path / "ray.log"
+    with quiet(log):
+        print("clbench's own line")
+        shutdown(Ray())
+        print("and after it")
+    out, err = capfd.readouterr()
+    assert out == "clbench's own line\nand after it\n" and err == ""
+    assert "A worker died" in log.read_text() and "the dump" in log.read_text()
+
+
 def test_stale_markers_of_dead_drivers_are_removed_and_live_ones_kept(tmp_path):
     from clbench.cluster import MARKER, Marker, remove_stale_markers
 
