@@ -135,6 +135,7 @@ class Progress:
         self.learned = 0  # tasks trained (and, unless evaluating, scored)
         self.steps = 0  # steps of the task being trained
         self.evaluating_ = False
+        self.created = clock()  # elapsed time counts from here (setup included)
         self.start: float | None = None  # the first phase in this process
         self.phase_start = 0.0
         self._lock = threading.Lock()
@@ -217,7 +218,7 @@ class Progress:
             learned, steps, evaluating = self.learned, self.steps, self.evaluating_
             phase_s = now - self.phase_start
             seconds = 0.0 if evaluating else phase_s
-            elapsed = now - self.start if self.start is not None else 0.0
+            elapsed = now - self.created
             rate = self.eta.rate(steps, seconds)
             left = 0.0 if final else self.eta.remaining(learned, steps, seconds, evaluating,
                                                         phase_s)

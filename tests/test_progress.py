@@ -157,6 +157,16 @@ def test_a_sweeps_worker_writes_labelled_plain_lines_even_on_a_terminal_and_no_c
     assert not any("done," in line for line in lines)
 
 
+def test_elapsed_time_includes_the_setup_before_the_first_task():
+    clock = Clock()
+    stream = io.StringIO()
+    progress = Progress(1, 4, [1], "x", clock=clock, stream=stream)
+    progress.every = 3600.0
+    clock.now += 8.0  # building the stream and the method
+    simulate(1, 4, lambda t: 0.25, lambda k: 0.5, {1}, progress, clock)
+    assert "00:09 elapsed" in stream.getvalue().splitlines()[-1]  # 8 s + 1 s + 0.5 s
+
+
 def test_a_resumed_run_starts_its_bar_where_it_resumes():
     clock = Clock()
     progress = Progress(10, 20, list(range(1, 11)), enabled=False, clock=clock)
