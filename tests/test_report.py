@@ -484,6 +484,35 @@ def test_the_reproduction_page_shows_the_papers_figures_beside_their_experiments
         assert f"not run yet: {', '.join(missing)}" in sections["permuted-lenet-250"]
 
 
+def test_a_tasks_figures_table_holds_its_numbers_at_the_sparse_series_points(committed):
+    import csv
+
+    tmp, _ = committed
+    page = (tmp / "reports" / "REPRODUCTION.md").read_text()
+    tables = 0
+    for block in page.split("Plotted numbers: [CSV](plots/")[1:]:
+        stem = block.split(".csv)")[0]
+        lines = block.split("\n\n", 2)[1].splitlines() if "\n\n| series |" in block[:400] else []
+        if not lines:
+            continue
+        tables += 1
+        with (tmp / "reports" / "plots" / f"{stem}.csv").open() as handle:
+            points = {(r["series"], r["metric"].replace("_", " "), r["x"]):
+                      f"{float(r['mean']):.2f}" + (f" ± {float(r['std']):.2f}" if r["std"] else "")
+                      for r in csv.DictReader(handle) if r["status"] == "measured"}
+        header = [c.strip() for c in lines[0].strip("|").split("|")]
+        xs = [h.removeprefix("after ") for h in header[2:]]
+        sparse = {x for (series, metric, x) in points
+                  if sum(k[:2] == (series, metric) for k in points) <= 12}
+        assert set(xs) == (sparse or set(xs)), stem  # the columns: the sparse series' points
+        for line in lines[2:]:
+            series, metric, *cells = [c.strip() for c in line.strip("|").split("|")]
+            for x, cell in zip(xs, cells, strict=True):
+                value = points.get((series, metric, x))
+                assert cell == (value or "—"), (stem, series, x)
+    assert tables >= 4
+
+
 def test_every_chart_is_readable(committed):
     from matplotlib.image import imread
 

@@ -15,6 +15,7 @@ from clbench.errors import ClbenchError
 from clbench.report.labels import Look, labels, looks
 from clbench.report.published import setting_matches
 from clbench.report.runs import Group, flat_config
+from clbench.report.tables import milestone
 from clbench.results import Summary, summarize
 
 KINDS = ("tasks", "ablation", "bytes", "points", "masks")
@@ -22,6 +23,7 @@ METRICS = {"accuracy": "accuracy (%)", "task_inference": "task-inference accurac
            "oracle_accuracy": "accuracy with the task given (%)",
            "forgetting": "forgetting (points)"}
 MAX_SERIES = 8  # per panel
+FEW_POINTS = 12  # a series evaluated this often or less sets a chart's table's columns
 NOT_RUN = "not run yet"
 
 
@@ -113,6 +115,25 @@ class Chart:
                 rows.append([i, label, "reference", "", "", panel.metric, "after_tasks", x, y,
                              None, ""])
         return rows
+
+
+def numbers_at_points(chart: Chart) -> tuple[list[int], list[tuple[str, str, dict[int, Summary]]]]:
+    """A tasks chart's numbers at its evaluation points, for a table beside it: the points
+    (those of series evaluated at most :data:`FEW_POINTS` times; every series' when all were
+    evaluated more often, thinned to the report's milestones) and a row per series and metric
+    (label, metric, values by point). Nothing for charts of other x axes or of masks."""
+    series = [(panel.metric, s) for panel in chart.panels if panel.metric in METRICS
+              for s in panel.series if s.points]
+    if not series or any(p.field != "after_tasks" for _, s in series for p in s.points):
+        return [], []
+    few = [s for _, s in series if len(s.points) <= FEW_POINTS]
+    xs = {int(p.x) for s in few for p in s.points}
+    if not few:
+        every = {int(p.x) for _, s in series for p in s.points}
+        xs = {t for t in every if milestone(t)} | {max(every)}
+    rows = [(s.label, metric, {int(p.x): p.y for p in s.points if int(p.x) in xs})
+            for metric, s in series]
+    return sorted(xs), rows
 
 
 # ------------------------------------------------------------------ numbers per group

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from clbench.errors import ClbenchError
-from clbench.report.figures import Chart, FigureSpec, check_spec
+from clbench.report.figures import Chart, FigureSpec, check_spec, numbers_at_points
 from clbench.report.labels import labels
 from clbench.report.published import Published, setting_matches
 from clbench.report.runs import Collection, Group, Run, Skipped, Stat, group_runs
@@ -421,6 +421,8 @@ def section(number: int, experiment: Experiment, found: Found,
             lines += ["", f"![{spec.title}](plots/{chart.stem}.png)", "",
                       f"**{spec.title}**. {chart.caption} Plotted numbers: "
                       f"[CSV](plots/{chart.stem}.csv)."]
+            if (table := points_table(chart)) is not None:
+                lines += ["", table.markdown()]
     lines += ["", "Reference:", ""]
     references = references_table(experiment, found.groups)
     lines.append(references.markdown() if references.rows
@@ -431,6 +433,18 @@ def section(number: int, experiment: Experiment, found: Found,
         lines += ["", f"**A gap above {GAP_NOTE:g} points has no note: add one to "
                       f"`{FILE}`.**"]
     return lines
+
+
+def points_table(chart: Chart) -> Table | None:
+    """The numbers of a tasks figure at its evaluation points (%), a row per series and
+    metric; None for other figures."""
+    xs, rows = numbers_at_points(chart)
+    if not xs:
+        return None
+    columns = [Column("series"), Column("metric"), *(Column(f"after {t}", "pct") for t in xs)]
+    return Table(chart.stem, chart.title, "", columns,
+                 [[label, metric.replace("_", " "), *(values.get(t) for t in xs)]
+                  for label, metric, values in rows])
 
 
 def wrap(command: str) -> str:

@@ -165,13 +165,17 @@ def _keys(groups: list[Group]) -> list[tuple[str, str]]:
     return [(g.key, g.variant) for g in groups]
 
 
+def milestone(tasks: int) -> bool:
+    """Whether a table shows the numbers after ``tasks``: 10, every 50 up to 250, every 500
+    beyond."""
+    return tasks == 10 or (tasks % STEP_TO_250 == 0 and tasks <= 250) or tasks % STEP_BEYOND == 0
+
+
 def milestones(groups: list[Group]) -> list[int]:
-    """10, every 50 up to 250, every 500 beyond, and each group's last checkpoint."""
+    """The :func:`milestone` points of the groups' curves and each group's last checkpoint."""
     points = set()
     for g in groups:
-        for t in g.curve("accuracy"):
-            if t == 10 or (t % STEP_TO_250 == 0 and t <= 250) or t % STEP_BEYOND == 0:
-                points.add(t)
+        points |= {t for t in g.curve("accuracy") if milestone(t)}
         points.add(max(g.curve("accuracy")))
     return sorted(points)
 
