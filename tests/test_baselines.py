@@ -10,35 +10,16 @@ import clbench.methods.avalanche_strategies  # noqa: F401 - registers the method
 import clbench.methods.batche  # noqa: F401
 import clbench.methods.bounds  # noqa: F401
 import clbench.methods.psp  # noqa: F401
-from clbench.avalanche import avalanche_streams
-from clbench.context import RunContext
-from clbench.engine import execute
 from clbench.errors import ClbenchError, Incompatible
-from clbench.plan import make_plan, with_data
+from clbench.plan import make_plan
+
+from inprocess import Small
 
 LENET = (784, 300, 100, 10)
 
 
-def given(**over):
-    base = {k: None for k in ("scenario", "benchmark", "dataset", "model", "tasks", "iters",
-                              "epochs", "density", "sparsity", "label_view", "eval_at")}
-    base.update(scenario="gg", dataset="synthetic", tasks=3, iters=15, threads=1)
-    base.update(over)
-    return base
-
-
-def run(method, params=(), **over):
-    plan, source = with_data(make_plan(method, given(**over), list(params)), None, False)
-    return execute(plan, source, ["test"], show_progress=False)
-
-
-def build(method, params=(), **over):
-    """The method object and the experiences of its stream, without running it."""
-    plan, source = with_data(make_plan(method, given(**over), list(params)), None, False)
-    c = plan.config
-    defs, _ = plan.benchmark.build(source, c.tasks, c.data_seed)
-    ctx = RunContext(c, plan.scenario, plan.props, source, defs, torch.device("cpu"))
-    return plan.method(ctx), list(avalanche_streams(ctx).train_stream), ctx
+SMALL = Small(scenario="gg", dataset="synthetic", tasks=3, iters=15)
+given, run, build = SMALL.given, SMALL.run, SMALL.build
 
 
 def snapshot(tensors):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from clbench.engine import execute
-from clbench.plan import make_plan, with_data
+from inprocess import Small
+
+SMALL = Small(dataset="mnist-5k", tasks=3, iters=40, seed=3)
 
 
 def run(**given):
-    base = {k: None for k in ("scenario", "benchmark", "dataset", "model", "tasks", "iters",
-                              "epochs", "density", "sparsity", "label_view", "eval_at")}
-    base.update(dataset="mnist-5k", tasks=3, iters=40, threads=1, seed=3)
-    base.update(given)
-    plan, source = with_data(make_plan("avalanche:naive", base, []), None, False)
-    return execute(plan, source, ["test"], show_progress=False)
+    return SMALL.run("avalanche:naive", **given)
 
 
 def test_gg_record_holds_matrices_and_same_seed_gives_same_numbers():

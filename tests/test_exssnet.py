@@ -11,36 +11,18 @@ import torch
 
 import clbench.methods.exssnet  # noqa: F401 - registers the methods
 from clbench.avalanche import avalanche_streams
-from clbench.context import RunContext
-from clbench.engine import execute
 from clbench.errors import Incompatible
 from clbench.method import EvalRequest
-from clbench.plan import make_plan, with_data
+from clbench.plan import make_plan
+
+from inprocess import Small
 
 LENET_10 = 784 * 300 + 300 * 100 + 100 * 10
 
 
-def given(**over):
-    base = {k: None for k in ("scenario", "benchmark", "dataset", "model", "tasks", "iters",
-                              "epochs", "density", "sparsity", "label_view", "eval_at")}
-    base.update(scenario="gg", benchmark="permuted", dataset="mnist-5k", model="lenet", tasks=3,
-                iters=40, density=0.1, threads=1)
-    base.update(over)
-    return base
-
-
-def run(method, params=(), **over):
-    plan, source = with_data(make_plan(method, given(**over), list(params)), None, False)
-    return execute(plan, source, ["test"], show_progress=False)
-
-
-def build(method, params=(), **over):
-    """The method, the experiences of its stream and its context, without running it."""
-    plan, source = with_data(make_plan(method, given(**over), list(params)), None, False)
-    c = plan.config
-    defs, _ = plan.benchmark.build(source, c.tasks, c.data_seed)
-    ctx = RunContext(c, plan.scenario, plan.props, source, defs, torch.device("cpu"))
-    return plan.method(ctx), list(avalanche_streams(ctx).train_stream), ctx
+SMALL = Small(scenario="gg", benchmark="permuted", dataset="mnist-5k", model="lenet", tasks=3,
+              iters=40, density=0.1)
+given, run, build = SMALL.given, SMALL.run, SMALL.build
 
 
 def flat_weights(method):

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from clbench.context import RunContext
-from clbench.engine import execute
 from clbench.errors import ClbenchError, Incompatible
 from clbench.method import EvalRequest
 from clbench.methods.hopsupsup import HopSupSup, UnitMasks
@@ -35,6 +34,8 @@ from clbench.supermask.sizes import (
     hopfield_bytes,
     storkey_capacity,
 )
+
+from inprocess import Small
 
 BNNET_UNITS = 2 * 2048
 
@@ -160,18 +161,9 @@ def test_oneshot_gradients_are_the_gradients_of_the_mixture():
 # --------------------------------------------------------------------------- through the harness
 
 
-def given(**over):
-    base = {k: None for k in ("scenario", "benchmark", "dataset", "model", "tasks", "iters",
-                              "epochs", "density", "sparsity", "label_view", "eval_at")}
-    base.update(dataset="synthetic", tasks=5, iters=20, batch_size=64, eval_batch_size=10,
-                eval_at="end", threads=1)
-    base.update(over)
-    return base
-
-
-def run(name, params=(), **over):
-    plan, source = with_data(make_plan(name, given(**over), list(params)), None, False)
-    return execute(plan, source, ["test"], show_progress=False)
+SMALL = Small(dataset="synthetic", tasks=5, iters=20, batch_size=64, eval_batch_size=10,
+              eval_at="end")
+given, run = SMALL.given, SMALL.run
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
-from clbench.engine import execute
 from clbench.errors import Incompatible
-from clbench.plan import make_plan, with_data
+from clbench.plan import make_plan
+
+from inprocess import Small
 
 LENET_100 = 784 * 300 + 300 * 100 + 100 * 100
 
 
-def given(**over):
-    base = {k: None for k in ("scenario", "benchmark", "dataset", "model", "tasks", "iters",
-                              "epochs", "density", "sparsity", "label_view", "eval_at")}
-    base.update(dataset="mnist-5k", tasks=3, iters=100, threads=1, lr=1e-3)
-    base.update(over)
-    return base
-
-
-def run(params=(), **over):
-    plan, source = with_data(make_plan("supsup", given(**over), list(params)), None, False)
-    return execute(plan, source, ["test"], show_progress=False)
+SMALL = Small(dataset="mnist-5k", tasks=3, iters=100, lr=1e-3)
+given, run = SMALL.given, partial(SMALL.run, "supsup")
 
 
 @pytest.fixture(scope="module")
