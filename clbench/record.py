@@ -83,6 +83,7 @@ class RunState:
     validation: dict[str, Any] | None = None
     partial: dict[str, Any] | None = None
     train_loss: list[float | None] | None = None
+    peak_memory_mb: float = 0.0  # the largest of the earlier processes of a resumed run
 
     #: The fields a checkpoint saves, by the key it saves them under.
     SAVED = {"learned": "learned", "diagonal": "diagonal", "checkpoints": "points",
@@ -91,6 +92,9 @@ class RunState:
     #: Saved under this key only while an evaluation point is in progress (checkpoints written
     #: before it existed, or between points, lack it).
     PARTIAL = "partial_point"
+    #: The peak memory of the processes that saved so far (checkpoints written before it existed
+    #: lack it: a run resumed from one reports the peak of the later processes).
+    PEAK = "peak_memory_mb"
 
     @classmethod
     def begin(cls) -> RunState:
@@ -100,6 +104,7 @@ class RunState:
     def saved(self) -> dict[str, Any]:
         """The fields a checkpoint holds (plain data), under their checkpoint keys."""
         out = {key: getattr(self, name) for key, name in self.SAVED.items()}
+        out[self.PEAK] = self.peak_memory()
         if self.partial is not None:
             out[self.PARTIAL] = self.partial
         return out
@@ -108,7 +113,12 @@ class RunState:
     def from_saved(cls, data: dict[str, Any]) -> RunState:
         """The state a checkpoint saved with :meth:`saved`."""
         return cls(**{name: data[key] for key, name in cls.SAVED.items()},
-                   partial=data.get(cls.PARTIAL))
+                   partial=data.get(cls.PARTIAL), peak_memory_mb=data.get(cls.PEAK, 0.0))
+
+    def peak_memory(self) -> float:
+        """Peak memory of the run in MB: of this process, or of an earlier one of a resumed
+        run when larger."""
+        return max(self.peak_memory_mb, provenance.peak_memory_mb())
 
 
 def build_record(config: Config, command: list[str], state: RunState | None = None,
@@ -138,7 +148,7 @@ def build_record(config: Config, command: list[str], state: RunState | None = No
         "final": final_metrics(state.points, state.diagonal, state.variants),
         "extras": state.extras,
         "timing": state.timing,
-        "peak_memory_mb": provenance.peak_memory_mb(),
+        "peak_memory_mb": state.peak_memory(),
         "environment": state.environment,
         "command": command,
         "started_at": state.started_at,

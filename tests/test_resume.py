@@ -65,13 +65,26 @@ def test_interrupted_after_task_3_resumes_at_task_4_with_identical_results(
             run(method, options, params, checkpoint=path)
     saved = torch.load(path, weights_only=True)
     assert saved["learned"] == 3 and len(saved["diagonal"]) == 3
+    assert 10 < saved["peak_memory_mb"] < whole["peak_memory_mb"] * 2
+    saved["peak_memory_mb"] = 123456.0  # as if the interrupted process had used more
+    torch.save(saved, path)
     notes = []
     resumed = run(method, options, params, checkpoint=path, notes=notes)
     assert notes == [f"resuming after task 3 of 6 from {path}"]
     assert resumed["resumes"][0]["at_task"] == 4
+    assert resumed["peak_memory_mb"] == 123456.0  # the run's peak, not the last process's
     assert len(resumed["timing"]["train_s_per_task"]) == 6
     for key in ("diagonal", "checkpoints", "final", "extras"):
         assert resumed[key] == whole[key], key
+
+
+def test_a_checkpoint_without_a_peak_memory_gives_this_processes():
+    from clbench import provenance
+
+    old = RunState.from_saved({k: v for k, v in RunState("now", {}).saved().items()
+                               if k != RunState.PEAK})
+    assert old.peak_memory_mb == 0.0
+    assert old.peak_memory() == pytest.approx(provenance.peak_memory_mb(), rel=0.01)
 
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
