@@ -214,6 +214,7 @@ def execute(
     say = say or (lambda note: None)
     config = plan.config
     state = RunState.begin()  # the code as it was when the run began
+    provenance.reset_peak_memory()  # this run's peak, not an earlier run's in this process
     clock = time.perf_counter()
     set_threads(config.threads)
     device = resolve_device(config.device) if device is None else device

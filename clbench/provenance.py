@@ -50,8 +50,25 @@ def environment() -> dict[str, object]:
     return {"versions": versions(), "git_commit": git_commit(), "machine": machine()}
 
 
+def reset_peak_memory() -> None:
+    """Start measuring :func:`peak_memory_mb` from now (the current memory), so that a run
+    sharing its process with earlier ones (a sweep's worker, tests) reports its own peak. On
+    Linux and CUDA; elsewhere the process's peak stays."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # resets the peak resident set size (VmHWM, ru_maxrss)
+    except OSError:
+        pass
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.reset_peak_memory_stats()
+
+
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (and CUDA's peak allocation when used)."""
+    """Peak resident memory of this process since :func:`reset_peak_memory` (else since it
+    began), and CUDA's peak allocation when used."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if "torch" in sys.modules:
         import torch

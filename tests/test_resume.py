@@ -87,6 +87,20 @@ def test_a_checkpoint_without_a_peak_memory_gives_this_processes():
     assert old.peak_memory() == pytest.approx(provenance.peak_memory_mb(), rel=0.01)
 
 
+def test_a_runs_peak_memory_is_its_own_not_an_earlier_runs_in_the_same_process():
+    import os
+
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the peak resets through /proc/self/clear_refs (Linux)")
+    import torch
+
+    spike = torch.ones(1500 * 2**20 // 4)  # 1.5 GB touched, as an earlier run of a worker might
+    del spike
+    record = run("psp", {"scenario": "gg", "tasks": 2}, [])
+    rss = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    assert rss - 10 < record["peak_memory_mb"] < rss + 300  # the run's own, not the spike
+
+
 def test_a_checkpoint_of_another_config_is_refused(tmp_path):
     plan, _ = plan_for("psp", {"scenario": "gg"}, [])
     other, _ = plan_for("psp", {"scenario": "gg", "seed": 3}, [])
