@@ -449,7 +449,7 @@ def test_every_figures_numbers_equal_the_records(committed):
 
 PAPER_FIGURES = {  # experiment id -> figures drawn beside it
     "permuted-lenet-250": ["fig3"], "permuted-lenet-50": ["fig3"], "nns-100": ["masks"],
-    "output-size-50": ["fig6"], "rotated-fc1024-36": ["fig5"],
+    "output-size-50": ["fig6"], "rotated-fc1024-36": ["fig5"], "permuted-fc1024-250": ["fig3"],
     "hopsupsup-split-mnist": ["recovery"], "split-cifar10-jpg-gg": ["fig2"],
     "exssnet-split-mnist": ["density"], "exssnet-permuted-mnist": ["density"]}
 
@@ -463,11 +463,13 @@ def test_the_reproduction_page_shows_the_papers_figures_beside_their_experiments
         for stem in stems:
             assert f"(plots/{ident}-{stem}.png)" in sections[ident], ident
             assert f"(plots/{ident}-{stem}.csv)" in sections[ident], ident
-    for ident in ("permuted-lenet-2500", "permuted-fc1024-250"):  # Fig. 4, FC-1024
-        assert "not run yet (no record of its series)" in sections[ident]
-        assert "](plots/" not in sections[ident]
+    assert "not run yet (no record of its series)" in sections["permuted-lenet-2500"]  # Fig. 4
+    assert "](plots/" not in sections["permuted-lenet-2500"]
     fig3 = csv_rows(tmp / "reports" / "plots" / "permuted-lenet-250-fig3.csv", key="series")
     assert not any(s.startswith("published:") for s in fig3)  # 94.91 % is likely FC-1024's
+    fc = csv_rows(tmp / "reports" / "plots" / "permuted-fc1024-250-fig3.csv", key="series")
+    (star,) = [row for s, row in fc.items() if s.startswith("published:")]
+    assert (star["x"], float(star["mean"])) == ("250", 94.91) and "likely FC-1024" in star["series"]
     import json
 
     tags = {"paper-gnu-250", "paper-gnu-250-2threads", "permuted-lenet-250-gg"}

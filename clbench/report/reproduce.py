@@ -307,7 +307,7 @@ def _duration(seconds: float) -> str:
 def chart_refs(experiment: Experiment) -> list[tuple[str, float, float, dict[str, Any]]]:
     """The experiment's reference values with an accuracy and a number of tasks, as points
     (label, tasks, accuracy, setting) for its accuracy-vs-tasks figures."""
-    return [(f"{'published' if r.id else 'reference'}: {r.label}", float(r.setting["tasks"]),
+    return [(f"{'published' if r.id else 'reference'}: {r.label}", r.setting["tasks"],
              r.accuracy, r.setting)
             for r in experiment.references if r.accuracy is not None and r.setting
             and isinstance(r.setting.get("tasks"), int | float)]
