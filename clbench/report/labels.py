@@ -162,12 +162,9 @@ def looks(groups: list[Group], methods: list[str]) -> dict[int, Look]:
             ls = STYLES.get(g.variant) or (":", "-.")[variants.index(g.variant) % 2]
             same = [m for m in members if m.variant == g.variant]
             light = 0.55 * (len(same) - 1 - same.index(g)) / max(len(same) - 1, 1)
-            if method == "upper-bound":
-                light = max(light, BAND["lighten"])
+            band = method == "upper-bound"
+            light = max(light, BAND["lighten"]) if band else light
             tint = tuple(c + (1 - c) * light for c in colour)
-            marker = MARKERS[k % len(MARKERS)]
-            if method == "upper-bound":
-                out[id(g)] = Look(tint, ls, marker, BAND["width"], BAND["layer"])
-            else:
-                out[id(g)] = Look(tint, ls, marker)
+            line = (BAND["width"], BAND["layer"]) if band else ()
+            out[id(g)] = Look(tint, ls, MARKERS[k % len(MARKERS)], *line)
     return out
