@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from clbench.errors import ClbenchError, Interrupted
+from clbench.errors import ClbenchError, Interrupted, keep_interrupts
 from clbench.options import SETTINGS, Option, for_command, option
 
 if TYPE_CHECKING:
@@ -272,6 +272,7 @@ def main() -> None:
     """Console entry point: a one-line error instead of a traceback, always; SIGTERM ends a
     command as Ctrl-C does."""
     signal.signal(signal.SIGTERM, _terminate)
+    keep_interrupts()
     try:
         app()
     except KeyboardInterrupt as exc:

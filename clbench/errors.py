@@ -1,6 +1,6 @@
 """The one error type the CLI turns into a one-line message and a non-zero exit, and the
 interrupt (Ctrl-C or SIGTERM) it turns into a line saying what is left, and the message for a
-misspelt name (with a "did you mean")."""
+misspelt name (with a "did you mean"). Interrupts that Python would drop count here."""
 
 from __future__ import annotations
 
@@ -35,6 +35,48 @@ class Interrupted(KeyboardInterrupt):
         import signal
 
         return cls(getattr(exc, "signum", signal.SIGINT), complete, missing)
+
+
+class Terminated(SystemExit):
+    """SIGTERM (from a sweep's driver) ending a worker process as Python ends: ``finally``
+    blocks run, so half-written files go away; the exit code is 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def keep_interrupts() -> None:
+    """Make an interrupt that a signal handler raised inside a callback Python cannot
+    propagate from (a garbage-collector callback such as jax's, ``__del__``, a weakref
+    finalizer) still end the process: Python would print it as "Exception ignored" and go
+    on. The signal is sent again a moment later from another thread (raised in the hook, its
+    handler would run inside the hook, whose exceptions Python drops as well)."""
+    import os
+    import signal
+    import sys
+    import threading
+
+    previous = sys.unraisablehook
+    pending: list[threading.Timer] = []  # at most one: a second would arrive while exiting
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, Interrupted | Terminated):
+            signum = exc.signum
+        elif type(exc) is KeyboardInterrupt:  # Python's own Ctrl-C
+            signum = signal.SIGINT
+        else:
+            previous(unraisable)
+            return
+        if pending and pending[-1].is_alive():
+            return
+        again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
+        pending[:] = [again]
+
+    sys.unraisablehook = hook
 
 
 def unknown(kind: str, name: str, choices: Iterable[str], fallback: str = "") -> ClbenchError:

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
+from clbench.errors import Terminated, keep_interrupts
 from clbench.runner import RunSpec, execute_spec
 
 #: (index of the spec, its record or None when the run crashed, notes, error of a crash)
@@ -44,81 +44,90 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _local_worker(parent: int, results: str | None, tasks: Any, done: Any) -> None:
-    """A worker process: run specs from ``tasks`` until ``None``, send records to ``done``."""
+def _terminate(signum: int, frame: Any) -> None:
+    """End the worker as Python ends (:class:`~clbench.errors.Terminated`)."""
+    raise Terminated(signum)
+
+
+def _local_worker(parent: int, results: str | None, inbox: Any, done: Any) -> None:
+    """A worker process: run the specs its ``inbox`` gives until ``None``; send each record
+    (or the error that stopped the run) to ``done`` with the spec's index."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops us
-    # stopped by the driver (or with it): end as Python does, so half-written files go away
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, _terminate)  # stopped by the driver (or with it)
+    keep_interrupts()
     _watch_parent(parent)
-    while True:
-        item = tasks.get()
-        if item is None:
-            return
+    while (item := inbox.get()) is not None:
         index, spec = item
-        done.put(("start", index, os.getpid()))
         try:
             record, notes = execute_spec(spec, results, show_progress="lines")
-            done.put(("done", index, (record, notes, "")))
+            done.put((index, (record, notes, "")))
         except Exception as exc:  # noqa: BLE001 - e.g. planning failed here: the driver records it
-            done.put(("done", index, (None, [], " ".join(f"{type(exc).__name__}: {exc}".split()))))
+            done.put((index, (None, [], " ".join(f"{type(exc).__name__}: {exc}".split()))))
 
 
 def run_local(specs: list[RunSpec], results: str | None, workers: int) -> Iterator[Result]:
     """Run ``specs`` on ``workers`` processes; yield each run's :data:`Result` as it ends.
 
-    A worker that dies (killed, out of memory) fails its current run and is replaced.
+    Each worker has its own inbox and is given its next spec when it sends a result, so the
+    driver always knows which run a worker holds: one that dies (killed, out of memory) fails
+    that run and is replaced. Inboxes have no feeder thread: one ending while the interpreter
+    shuts down (after an interrupt) unlinks its semaphores behind the back of
+    multiprocessing's resource tracker, which then warns.
     """
     import multiprocessing
 
     mp = multiprocessing.get_context("spawn")
-    tasks, done = mp.Queue(), mp.Queue()
-    for item in enumerate(specs):
-        tasks.put(item)
-    procs: dict[int, Any] = {}
-    running: dict[int, int] = {}  # pid -> spec index
+    done = mp.Queue()
+    waiting = list(enumerate(specs))[::-1]  # popped from the end: the first spec first
+    procs: dict[int, tuple[Any, Any]] = {}  # pid -> (process, its inbox)
+    holding: dict[int, int] = {}  # pid -> index of the spec it runs
+
+    def hand_out(pid: int) -> None:
+        """Give the worker ``pid`` its next spec, or tell it to exit."""
+        item = waiting.pop() if waiting else None
+        if item is not None:
+            holding[pid] = item[0]
+        procs[pid][1].put(item)
 
     def start() -> None:
-        proc = mp.Process(target=_local_worker, args=(os.getpid(), results, tasks, done),
+        inbox = mp.SimpleQueue()
+        proc = mp.Process(target=_local_worker, args=(os.getpid(), results, inbox, done),
                           daemon=True)
         proc.start()
-        procs[proc.pid] = proc
+        procs[proc.pid] = (proc, inbox)
+        hand_out(proc.pid)
 
     for _ in range(min(workers, len(specs))):
         start()
-    remaining = set(range(len(specs)))
     try:
-        while remaining:
+        while holding:
             try:
-                kind, index, payload = done.get(timeout=1.0)
+                index, payload = done.get(timeout=1.0)
             except queue.Empty:
-                for pid, proc in list(procs.items()):
+                for pid, (proc, _) in list(procs.items()):
                     if proc.is_alive():
                         continue
                     del procs[pid]
-                    lost = running.pop(pid, None)
-                    if lost is not None and lost in remaining:
-                        remaining.discard(lost)
+                    lost = holding.pop(pid, None)
+                    if lost is not None:
                         yield lost, None, [], (f"the worker process died (exit code "
                                                f"{proc.exitcode}; out of memory?)")
-                    if remaining:
-                        start()
+                        if waiting:
+                            start()
                 continue
-            if kind == "start":
-                running[payload] = index
+            pid = next((p for p, i in holding.items() if i == index), None)
+            if pid is None:  # its worker was declared dead just before the result arrived
                 continue
-            running = {pid: i for pid, i in running.items() if i != index}
-            remaining.discard(index)
+            del holding[pid]
+            hand_out(pid)
             yield index, *payload
-        for _ in procs:
-            tasks.put(None)  # let idle workers exit
-        for proc in procs.values():
+        for proc, _ in procs.values():
             proc.join(timeout=5)
     finally:
-        for proc in procs.values():
+        for proc, _ in procs.values():
             if proc.is_alive():
                 proc.terminate()
-        for proc in procs.values():
+        for proc, _ in procs.values():
             proc.join(timeout=3)  # one busy in C code (importing torch) is killed instead
             if proc.is_alive():
                 proc.kill()
-        tasks.cancel_join_thread()

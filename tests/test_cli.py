@@ -119,3 +119,41 @@ def test_run_and_sweep_take_the_options_table_in_its_order_with_its_help():
             assert params[o.name].help == o.help
             assert params[o.name].default is None or not o.setting  # unset settings are None
     assert set(SETTINGS) <= {o.name for o in for_command("sweep")}
+
+
+SWALLOWED = """
+import gc, os, signal, sys, time
+from clbench.errors import keep_interrupts
+from {module} import _terminate
+
+signal.signal(signal.SIGTERM, _terminate)
+keep_interrupts()
+
+
+def callback(phase, info, sent=[]):  # a SIGTERM that lands inside a collector's callback
+    if phase == "start" and not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)  # the handler runs here, inside the callback
+
+
+gc.callbacks.append(callback)
+try:
+    for _ in range(100):  # 10 s
+        gc.collect()
+        time.sleep(0.1)
+except KeyboardInterrupt as exc:  # the driver's interrupt, as cli.main ends it
+    sys.exit(128 + exc.signum)
+print("ran on")
+"""
+
+
+@pytest.mark.parametrize("module", ["clbench.cli", "clbench.executors"])
+def test_sigterm_inside_a_garbage_collector_callback_still_ends_the_process(module):
+    """jax (imported by Avalanche through qpsolvers) runs a Python callback on every garbage
+    collection; Python drops an exception raised there with an "Exception ignored" traceback,
+    so a SIGTERM landing in it was lost (a sweep's worker ran on until killed)."""
+    out = subprocess.run([sys.executable, "-c", SWALLOWED.format(module=module)],
+                         capture_output=True, text=True, timeout=60, cwd=NEUTRAL)
+    assert out.returncode == 143 and "ran on" not in out.stdout, out.stderr
+    assert "Exception ignored" not in out.stderr

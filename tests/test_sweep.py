@@ -192,3 +192,27 @@ def test_store_checkpoint_lives_beside_the_record(results):
     plan = plan_sweep(spec(methods=["psp"], axes={}, params=[]), Store(results))
     path = Store(results).checkpoint_path(plan[0].config)
     assert path.name == "checkpoint.pt" and path.parent.name.endswith(plan[0].run_id)
+
+
+def test_local_workers_take_every_spec_survive_a_killed_one_and_leave_no_thread(tmp_path):
+    """Six specs on two workers: each is taken once and its failure comes back, the one
+    whose worker is killed (a plugin that kills its process) as that death, and a new worker
+    takes the rest. No queue feeder thread outlives the sweep: one ending while the
+    interpreter shuts down (after Ctrl-C) unlinks semaphores behind the resource tracker's
+    back, which then warns."""
+    import threading
+
+    from clbench.executors import run_local
+    from clbench.runner import RunSpec
+
+    killer = tmp_path / "killer.py"
+    killer.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    specs = [RunSpec(method=f"no-such-method-{i}", given={}) for i in range(6)]
+    specs[1] = RunSpec(method="supsup", given={}, plugins=[str(killer)])
+    ended = {index: (record, error) for index, record, _notes, error
+             in run_local(specs, None, workers=2)}
+    assert sorted(ended) == list(range(6))
+    assert ended.pop(1) == (None, "the worker process died (exit code -9; out of memory?)")
+    for index, (record, error) in ended.items():
+        assert record is None and f"no-such-method-{index}" in error
+    assert not [t for t in threading.enumerate() if t.name == "QueueFeederThread"]
