@@ -348,9 +348,13 @@ class Session:
     def _alive(self) -> set[str]:
         return {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
 
+    def cpus(self) -> float:
+        """The cluster's CPUs."""
+        return self.ray.cluster_resources().get("CPU", 0)
+
     def where(self) -> str:
         """The cluster, for the user: its address (or local), nodes and CPUs."""
-        cpus = self.ray.cluster_resources().get("CPU", 0)
+        cpus = self.cpus()
         nodes = len(self.started)
         return (f"Ray at {self.target or 'a local cluster'} ({nodes} node{'s' * (nodes != 1)}, "
                 f"{cpus:g} CPUs)")

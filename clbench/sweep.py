@@ -248,34 +248,56 @@ def render_plan(plan: list[Planned]) -> str:
 
 
 class Tally:
-    """Overall progress of a sweep: runs done of total, elapsed time and ETA."""
+    """Overall progress of a sweep: runs done of total, elapsed time and ETA.
 
-    def __init__(self, total: int) -> None:
-        self.total, self.done = total, 0
+    The ETA costs each run left as the finished runs of its group (its config but the seed)
+    took, else as the mean finished run, by their records' own time (a resumed run's earlier
+    processes included), shared by the runs that execute at once. Runs under way count as
+    whole runs left, so it errs long by up to one run per slot; before a run completes there
+    is no ETA.
+    """
+
+    def __init__(self, groups: list[str], parallel: int) -> None:
+        self.total, self.done, self.parallel = len(groups), 0, max(1, parallel)
+        self.left = list(groups)
+        self.took: dict[str, list[float]] = {}  # group -> seconds of its completed runs
         self.start = time.perf_counter()
 
-    def line(self, record: dict[str, Any], label: str) -> str:
-        from clbench.progress import fmt
-
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
+    def line(self, record: dict[str, Any], label: str, group: str) -> str:
+        """The line of a run that ended with ``record``."""
         if record["status"] == "complete":
+            self.took.setdefault(group, []).append(record["timing"]["total_s"])
             final = next(iter(record["final"].values()))
             what = (f"done    {label}: accuracy {100 * final['accuracy']:.2f}% "
                     f"({record['timing']['total_s']:.0f} s)")
         else:
             what = f"failed  {label}: {record['error']}"
-        return f"[{self.done}/{self.total}] {what} · {fmt(elapsed)} elapsed, ETA {fmt(eta)}"
+        return f"{self._count(group)} {what} · {self._times()}"
 
-    def elsewhere(self, label: str, holder: str) -> str:
+    def elsewhere(self, label: str, holder: str, group: str) -> str:
         """The line of a run another process is training (it counts as done here)."""
+        return f"{self._count(group)} running {label}: {holder} · {self._times()}"
+
+    def eta(self) -> float | None:
+        """Seconds until the runs left are done, or None before any run completed."""
+        if not self.took:
+            return None
+        every = [t for times in self.took.values() for t in times]
+        mean = sum(every) / len(every)
+        return sum(sum(self.took[g]) / len(self.took[g]) if g in self.took else mean
+                   for g in self.left) / self.parallel
+
+    def _count(self, group: str) -> str:
+        self.done += 1
+        self.left.remove(group)
+        return f"[{self.done}/{self.total}]"
+
+    def _times(self) -> str:
         from clbench.progress import fmt
 
-        self.done += 1
-        elapsed = time.perf_counter() - self.start
-        return (f"[{self.done}/{self.total}] running {label}: {holder} · {fmt(elapsed)} "
-                "elapsed")
+        eta = self.eta()
+        elapsed = f"{fmt(time.perf_counter() - self.start)} elapsed"
+        return elapsed if eta is None or not self.left else f"{elapsed}, ETA {fmt(eta)}"
 
 
 def results_table(store: Store, run_ids: list[str]) -> str:
@@ -385,7 +407,6 @@ def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: 
 
     threads = {p.config.threads for p in todo}
     each = f"{'/'.join(map(str, sorted(threads)))} thread{'s' * (threads != {1})} each"
-    tally = Tally(len(todo))
     shown: set[str] = set()
     with ExitStack() as stack:
         if executor == "ray":
@@ -398,6 +419,7 @@ def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: 
             session = stack.enter_context(cluster.session(address, results, connect_timeout,
                                                           log))
             yield Line(f"running {len(todo)} runs on {session.where()}, {each}")
+            parallel = int(session.cpus() // max(threads))
             resources = [(p.config.threads, 1.0 if p.config.device.startswith("cuda") else 0.0)
                          for p in todo]
             ended = session.run([p.spec for p in todo], resources)
@@ -407,12 +429,15 @@ def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: 
             yield Line(f"running {len(todo)} runs on {workers} local "
                        f"worker{'s' * (workers > 1)}, {each}")
             ended = run_local([p.spec for p in todo], results, workers)
+            parallel = min(workers, len(todo))
+        tally = Tally([p.config.group_key for p in todo], parallel)
         stack.enter_context(closing(ended))
         for index, record, notes, error in ended:
             item = todo[index]
             if record is None and not error:  # another process holds the run's lock
                 elsewhere.add(item.run_id)
-                yield Line(tally.elsewhere(item.label, str(notes[0]) if notes else "elsewhere"))
+                yield Line(tally.elsewhere(item.label, str(notes[0]) if notes else "elsewhere",
+                                           item.config.group_key))
                 continue
             if record is None:
                 record = build_record(item.config, item.spec.command, error=RuntimeError(error))
@@ -423,4 +448,4 @@ def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: 
                 elif note not in shown:
                     shown.add(note)
                     yield Line(f"note: {note.removeprefix('note: ')}")
-            yield Line(tally.line(record, item.label))
+            yield Line(tally.line(record, item.label, item.config.group_key))

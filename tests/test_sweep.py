@@ -216,3 +216,29 @@ def test_local_workers_take_every_spec_survive_a_killed_one_and_leave_no_thread(
     for index, (record, error) in ended.items():
         assert record is None and f"no-such-method-{index}" in error
     assert not [t for t in threading.enumerate() if t.name == "QueueFeederThread"]
+
+
+def test_the_sweeps_eta_costs_each_run_left_as_its_group_took():
+    """Two workers, runs of groups a, a, b, b, c. c's run fails first: no ETA while no run
+    completed, and a failure says nothing about pace. a's first run took 100 s by its record
+    (a resumed run's record counts more than this process saw), so the other a costs 100 s
+    and both b, none finished, the mean 100 s: 150 s on two workers. After b's run of 400 s
+    the b left costs 400 s."""
+    from clbench.sweep import Tally
+
+    def record(seconds):
+        return {"status": "complete", "final": {"default": {"accuracy": 0.9}},
+                "timing": {"total_s": seconds}}
+
+    tally = Tally(["a", "a", "b", "b", "c"], parallel=2)
+    failed = tally.line({"status": "failed", "error": "RuntimeError: boom"}, "c seed=1", "c")
+    assert failed.startswith("[1/5] failed  c seed=1: RuntimeError: boom") and "ETA" not in failed
+    assert tally.eta() is None
+    line = tally.line(record(100.0), "a seed=1", "a")
+    assert line.startswith("[2/5] done    a seed=1: accuracy 90.00% (100 s) · ")
+    assert tally.eta() == (100 + 100 + 100) / 2 and line.endswith("ETA 02:30")
+    tally.line(record(400.0), "b seed=1", "b")
+    assert tally.eta() == (100 + 400) / 2  # a: 100, b: 400 (c failed; its run is not left)
+    tally.line(record(120.0), "a seed=2", "a")
+    assert tally.eta() == 400 / 2
+    assert "ETA" not in tally.line(record(380.0), "b seed=2", "b")  # nothing left
