@@ -58,7 +58,11 @@ def keep_interrupts() -> None:
     import threading
 
     previous = sys.unraisablehook
-    pending: list[threading.Timer] = []  # at most one: a second would arrive while exiting
+    pending: list[int] = []  # the signal a timer will send; one at a time
+
+    def send() -> None:
+        signum = pending.pop()  # first: if this one is dropped too, the hook sends another
+        os.kill(os.getpid(), signum)
 
     def hook(unraisable: sys.UnraisableHookArgs) -> None:
         exc = unraisable.exc_value
@@ -69,12 +73,12 @@ def keep_interrupts() -> None:
         else:
             previous(unraisable)
             return
-        if pending and pending[-1].is_alive():
+        if pending:  # already on its way
             return
-        again = threading.Timer(0.01, os.kill, (os.getpid(), signum))
-        again.daemon = True
-        again.start()
-        pending[:] = [again]
+        pending.append(signum)
+        timer = threading.Timer(0.01, send)
+        timer.daemon = True
+        timer.start()
 
     sys.unraisablehook = hook
 

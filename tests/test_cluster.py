@@ -25,10 +25,15 @@ SMALL = ["--dataset", "mnist-5k", "--threads", "1"]
 def clbench(*args, env=None, timeout=300, wait=True):
     command = [sys.executable, "-m", "clbench", *args]
     kw = {"cwd": NEUTRAL, "env": {**os.environ, **(env or {})}, "text": True}
-    if not wait:
+    if not wait:  # as a command typed at a terminal: Ctrl-C not ignored, even when these
+        # tests run in a background job (whose shell ignores SIGINT, which Python respects)
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, **kw)
+                                start_new_session=True, preexec_fn=default_sigint, **kw)
     return subprocess.run(command, capture_output=True, timeout=timeout, **kw)
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def leftovers(root: Path) -> list[str]:
