@@ -238,10 +238,14 @@ def execute(
                     "outputs": ctx.outputs, **stream_info}
     state.stream_identity = stream_identity(task_defs, source)
     state.timing = {"setup_s": time.perf_counter() - clock, "train_s": 0.0, "eval_s": 0.0,
-                    "train_s_per_task": []}
+                    "train_s_per_task": [], "eval_s_per_task": []}
+    inside = 0.0  # seconds an earlier process spent inside the evaluation point it stopped in
     if saved is not None:
         state = resumed(state, *saved, method)
-        progress.resume(state.learned)
+        after_s = state.timing.get("eval_s_per_task")  # absent in checkpoints before it
+        if after_s is not None and state.partial is not None and len(after_s) == state.learned:
+            inside = after_s.pop()
+        progress.resume(state.learned, state.timing["train_s_per_task"], after_s or [])
         note = f"resuming after task {state.learned} of {config.tasks} from {checkpoint}"
         if state.partial is not None:
             note += ", " + Evaluator.progress_note(state.partial, plan.scenario.infers_task)
@@ -264,13 +268,25 @@ def execute(
 
     def save_inside(progress: dict[str, Any]) -> None:
         """Save inside an evaluation point: its progress, the time spent on it counted."""
-        state.partial, spent = progress, time.perf_counter() - tick
-        timing["eval_s"] += spent
+        state.partial, spent = progress, inside + time.perf_counter() - tick
+        timing["eval_s"] += spent - inside
+        per_task = timing.get("eval_s_per_task")
+        if per_task is not None:
+            per_task.append(round(spent, 3))
         try:
             save()
         finally:
-            timing["eval_s"] -= spent
+            timing["eval_s"] -= spent - inside
+            if per_task is not None:
+                per_task.pop()
             state.partial = None
+
+    def after_done(learned: int, after: float) -> None:
+        """The work after task ``learned`` took ``after`` seconds (here): count it."""
+        timing["eval_s"] += after
+        if "eval_s_per_task" in timing:
+            timing["eval_s_per_task"].append(round(after, 3))
+        evaluated(learned, after)
 
     def evaluated(learned: int, after: float) -> None:
         """The work after task ``learned`` is done: to the live loggers."""
@@ -286,9 +302,9 @@ def execute(
             progress.evaluating(state.learned)
             tick = time.perf_counter()
             add_point(evaluator, method, state, state.partial)
-            after = time.perf_counter() - tick
-            timing["eval_s"] += after
-            evaluated(state.learned, after)
+            after_done(state.learned, inside + time.perf_counter() - tick)
+            timing["eval_s"] -= inside  # already in the saved total
+            inside = 0.0
             if checkpoint is not None and state.learned < config.tasks:
                 save()
         for task, experience in enumerate(experiences):
@@ -310,9 +326,7 @@ def execute(
             state.learned = task + 1
             if state.learned in config.eval_at:
                 add_point(evaluator, method, state)
-            after = time.perf_counter() - tick
-            timing["eval_s"] += after
-            evaluated(state.learned, after)
+            after_done(state.learned, time.perf_counter() - tick)
             if checkpoint is not None and state.learned < config.tasks:
                 save()
     progress.close()

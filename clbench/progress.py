@@ -146,9 +146,15 @@ class Progress:
 
     # ---------------------------------------------------------------- what the engine says
 
-    def resume(self, learned: int) -> None:
-        """Start after ``learned`` tasks done by an interrupted run."""
+    def resume(self, learned: int, trained_s: Sequence[float] = (),
+               after_s: Sequence[float] = ()) -> None:
+        """Start after ``learned`` tasks done by an interrupted run; the ETA learns from its
+        seconds per task of training and of the work after each (evaluation points), as if
+        measured here: without them a resumed run's ETA left out every evaluation point
+        until it had measured one itself."""
         self.learned = learned
+        self.eta.trained += [(self.per_task, s) for s in trained_s]
+        self.eta.after.update(enumerate(after_s, start=1))
 
     def training(self, task: int) -> None:
         """Training of task ``task`` (0-based) begins; the work after the previous one ends."""

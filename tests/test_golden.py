@@ -211,6 +211,7 @@ def test_a_checkpoint_written_before_the_structure_work_resumes(tmp_path):
     for key in ("run_id", "config", "diagonal", "checkpoints", "final"):
         assert differences(record[key], expected[key], key) == []
     assert not (folder / "checkpoint.pt").exists()
+    assert "eval_s_per_task" not in record["timing"]  # its first tasks' were not measured
 
 
 def write() -> None:

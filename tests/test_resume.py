@@ -73,7 +73,9 @@ def test_interrupted_after_task_3_resumes_at_task_4_with_identical_results(
     assert notes == [f"resuming after task 3 of 6 from {path}"]
     assert resumed["resumes"][0]["at_task"] == 4
     assert resumed["peak_memory_mb"] == 123456.0  # the run's peak, not the last process's
-    assert len(resumed["timing"]["train_s_per_task"]) == 6
+    timing = resumed["timing"]
+    assert len(timing["train_s_per_task"]) == len(timing["eval_s_per_task"]) == 6
+    assert sum(timing["eval_s_per_task"]) == pytest.approx(timing["eval_s"], abs=0.01)
     for key in ("diagonal", "checkpoints", "final", "extras"):
         assert resumed[key] == whole[key], key
 

@@ -79,6 +79,8 @@ def test_stopped_inside_an_evaluation_point_resumes_there_with_identical_results
     partial = saved["partial_point"]
     assert partial["after_tasks"] == 4 and len(partial["oracle"]) == 3
     assert all(len(a) == 2 for a in partial["accuracy"].values())
+    *complete, part = saved["timing"]["eval_s_per_task"]  # the point's seconds so far, too
+    assert len(complete) == 3 and part > 0
     notes: list[str] = []
     with monkeypatch.context() as patch:
         log = record_requests(patch, plan)
@@ -90,6 +92,9 @@ def test_stopped_inside_an_evaluation_point_resumes_there_with_identical_results
     assert resumed["resumes"][0]["at_task"] == 5
     for key in ("diagonal", "checkpoints", "final", "extras"):
         assert resumed[key] == whole[key], key
+    timing = resumed["timing"]
+    assert timing["eval_s_per_task"][:3] == complete and timing["eval_s_per_task"][3] > part
+    assert sum(timing["eval_s_per_task"]) == pytest.approx(timing["eval_s"], abs=0.01)
 
 
 def test_a_fast_evaluation_point_is_not_saved_midway(tmp_path, monkeypatch):
