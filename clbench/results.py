@@ -281,6 +281,7 @@ def task_rows(records: Records) -> list[dict[str, Any]]:
     for (path, record), group in zip(records.complete, groups):
         diagonal = record["diagonal"]
         per_task = record["timing"].get("train_s_per_task") or []
+        after_task = record["timing"].get("eval_s_per_task") or []
         for variant in record["variants"]:
             head = config_columns(record, path, variant, group)
             for point in record["checkpoints"]:
@@ -294,7 +295,8 @@ def task_rows(records: Records) -> list[dict[str, Any]]:
                         "task_inference": _pct(inference[t]) if inference else None,
                         "just_learned": _pct(diagonal[t]) if t < len(diagonal) else None,
                         **size,
-                        "train_s_task": per_task[t] if t < len(per_task) else None})
+                        "train_s_task": per_task[t] if t < len(per_task) else None,
+                        "eval_s_task": after_task[t] if t < len(after_task) else None})
     return rows
 
 
@@ -366,7 +368,9 @@ def load(results: str | Path | None = None, **filters: Any) -> pd.DataFrame:
     config (``param.NAME`` for params), ``after_tasks`` (tasks learned at the evaluation
     point), ``task`` (1-based), ``accuracy`` (the scenario's rule), ``oracle`` (task given),
     ``task_inference`` and ``just_learned`` (the task's oracle accuracy right after learning
-    it), all in %; ``bytes_ENCODING`` stored at that point; ``train_s_task``. ``filters`` keep
+    it), all in %; ``bytes_ENCODING`` stored at that point; ``train_s_task`` and
+    ``eval_s_task``, the seconds of the task's training and of the work after it (scoring, its
+    evaluation point; absent from records before it was kept). ``filters`` keep
     rows whose config value is one of those given (a value or a list; ``tag`` matches any of
     a record's tags). Unusable records are skipped with a :class:`SkippedRecord` warning."""
     records, others = _records(results, filters)

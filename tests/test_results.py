@@ -22,6 +22,8 @@ def record(method: str, seed: int, rows: list[list[float]], *, variants=("defaul
            scenario: str = "gg", inference: list[float] | None = None, **params) -> dict:
     """A complete record: ``rows`` are the accuracies at checkpoints after 1, 2, ... tasks."""
     tasks = len(rows)
+    # seconds after each task (its evaluation point), kept by records since issue #17's runs
+    after = {"eval_s_per_task": [0.5 * (t + 1) for t in range(tasks)]} if inference else {}
     cfg = {"method": method, "scenario": scenario, "benchmark": "permuted",
            "dataset": "synthetic", "data_identity": {"name": "synthetic", "train": 1,
                                                      "test": 1, "checksum": "x", "note": ""},
@@ -44,7 +46,8 @@ def record(method: str, seed: int, rows: list[list[float]], *, variants=("defaul
             "status": "complete", "error": None, "config": cfg, "variants": list(variants),
             "diagonal": diagonal, "checkpoints": points, "final": {v: final for v in variants},
             "extras": {}, "timing": {"setup_s": 1.0, "train_s": 4.0 + seed, "eval_s": 1.0,
-                                     "total_s": 6.0 + seed, "train_s_per_task": [2.0] * tasks},
+                                     "total_s": 6.0 + seed, "train_s_per_task": [2.0] * tasks,
+                                     **after},
             "peak_memory_mb": 100.0}
 
 
@@ -75,6 +78,8 @@ def test_load_is_one_row_per_run_variant_evaluation_point_and_task(root):
     assert g.task_inference.tolist() == pytest.approx([100.0, 100.0, 50.0])
     assert set(tasks["param.objective"].dropna()) == {"H,G"}
     assert tasks[tasks.method == "psp"].task_inference.isna().all()
+    assert g.train_s_task.tolist() == [2.0] * 3 and g.eval_s_task.tolist() == [0.5, 1.0, 1.5]
+    assert tasks[tasks.method == "psp"].eval_s_task.isna().all()  # an older record
 
 
 def test_runs_hold_the_final_metrics_in_percent(root):
