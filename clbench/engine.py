@@ -266,27 +266,27 @@ def execute(
             timing["total_s"] = earlier + time.perf_counter() - clock
             checkpoint_io.save(checkpoint, config.to_dict(), state, method_state)
 
+    def count_after(after: float, counted: float) -> None:
+        """Count ``after`` seconds of the work after a task, ``counted`` of them already in
+        the total (an earlier process's part of an evaluation point)."""
+        timing["eval_s"] += after - counted
+        if "eval_s_per_task" in timing:
+            timing["eval_s_per_task"].append(round(after, 3))
+
+    def uncount_after(after: float, counted: float) -> None:
+        timing["eval_s"] -= after - counted
+        if "eval_s_per_task" in timing:
+            timing["eval_s_per_task"].pop()
+
     def save_inside(progress: dict[str, Any]) -> None:
         """Save inside an evaluation point: its progress, the time spent on it counted."""
         state.partial, spent = progress, inside + time.perf_counter() - tick
-        timing["eval_s"] += spent - inside
-        per_task = timing.get("eval_s_per_task")
-        if per_task is not None:
-            per_task.append(round(spent, 3))
+        count_after(spent, inside)
         try:
             save()
         finally:
-            timing["eval_s"] -= spent - inside
-            if per_task is not None:
-                per_task.pop()
+            uncount_after(spent, inside)
             state.partial = None
-
-    def after_done(learned: int, after: float) -> None:
-        """The work after task ``learned`` took ``after`` seconds (here): count it."""
-        timing["eval_s"] += after
-        if "eval_s_per_task" in timing:
-            timing["eval_s_per_task"].append(round(after, 3))
-        evaluated(learned, after)
 
     def evaluated(learned: int, after: float) -> None:
         """The work after task ``learned`` is done: to the live loggers."""
@@ -302,8 +302,9 @@ def execute(
             progress.evaluating(state.learned)
             tick = time.perf_counter()
             add_point(evaluator, method, state, state.partial)
-            after_done(state.learned, inside + time.perf_counter() - tick)
-            timing["eval_s"] -= inside  # already in the saved total
+            after = inside + time.perf_counter() - tick
+            count_after(after, inside)
+            evaluated(state.learned, after)
             inside = 0.0
             if checkpoint is not None and state.learned < config.tasks:
                 save()
@@ -326,7 +327,9 @@ def execute(
             state.learned = task + 1
             if state.learned in config.eval_at:
                 add_point(evaluator, method, state)
-            after_done(state.learned, time.perf_counter() - tick)
+            after = time.perf_counter() - tick
+            count_after(after, 0.0)
+            evaluated(state.learned, after)
             if checkpoint is not None and state.learned < config.tasks:
                 save()
     progress.close()
