@@ -22,7 +22,7 @@ def record(method: str, seed: int, rows: list[list[float]], *, variants=("defaul
            scenario: str = "gg", inference: list[float] | None = None, **params) -> dict:
     """A complete record: ``rows`` are the accuracies at checkpoints after 1, 2, ... tasks."""
     tasks = len(rows)
-    # seconds after each task (its evaluation point), kept by records since issue #17's runs
+    # seconds of the work after each task; records written before the field lack it (psp here)
     after = {"eval_s_per_task": [0.5 * (t + 1) for t in range(tasks)]} if inference else {}
     cfg = {"method": method, "scenario": scenario, "benchmark": "permuted",
            "dataset": "synthetic", "data_identity": {"name": "synthetic", "train": 1,
