@@ -15,6 +15,7 @@ Importing this module imports neither torch nor Avalanche: method declarations a
 
 from __future__ import annotations
 
+import sys
 from math import prod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -27,6 +28,27 @@ if TYPE_CHECKING:
 
 
 # --------------------------------------------------------------------------- the Avalanche streams
+
+
+def import_avalanche() -> None:
+    """Import Avalanche (once) without jax.
+
+    ``import avalanche`` loads its training package, whose GEM plugin imports qpsolvers, which
+    imports jax for two solvers GEM never asks for (it uses quadprog): about a second and
+    150 MB in every run, and a jax callback in every garbage collection. jax is hidden while
+    Avalanche loads, so qpsolvers lists those two solvers as missing; ``import jax`` later
+    works as usual, and a process that has already imported jax keeps it.
+    """
+    if "avalanche" in sys.modules:
+        return
+    hide = "jax" not in sys.modules
+    if hide:
+        sys.modules["jax"] = None  # type: ignore[assignment]  # "import jax" raises ImportError
+    try:
+        import avalanche.training  # noqa: F401 - the package and its plugins, once
+    finally:
+        if hide and "jax" in sys.modules and sys.modules["jax"] is None:
+            del sys.modules["jax"]
 
 
 class _Samples:
@@ -64,6 +86,7 @@ def avalanche_dataset(data: TaskData) -> Any:
 def avalanche_streams(ctx: RunContext) -> Any:
     """The run's Avalanche streams: one Avalanche scenario object with ``train_stream`` and
     ``test_stream`` (what Avalanche calls a benchmark), experiences made on demand."""
+    import_avalanche()
     from avalanche.benchmarks.scenarios.dataset_scenario import DatasetExperience
     from avalanche.benchmarks.scenarios.generic_scenario import CLScenario, SequenceCLStream
 
@@ -236,6 +259,7 @@ class AvalancheMethod(Method):
 
     def __init__(self, ctx: Any) -> None:
         super().__init__(ctx)
+        import_avalanche()
         import avalanche.training
         import torch
 

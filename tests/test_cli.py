@@ -151,10 +151,11 @@ print("ran on")
 
 @pytest.mark.parametrize("module", ["clbench.cli", "clbench.executors"])
 def test_sigterm_inside_a_garbage_collector_callback_still_ends_the_process(module):
-    """jax (imported by Avalanche through qpsolvers) runs a Python callback on every garbage
-    collection; Python drops an exception raised there with an "Exception ignored" traceback,
-    so a SIGTERM landing in it was lost (a sweep's worker ran on until killed). Sent again,
-    it can land in a callback again (the next one here), and must be sent once more."""
+    """jax (which Avalanche imported through qpsolvers before clbench hid it, and a plugin may
+    still import) runs a Python callback on every garbage collection; Python drops an
+    exception raised there with an "Exception ignored" traceback, so a SIGTERM landing in it
+    was lost (a sweep's worker ran on until killed). Sent again, it can land in a callback
+    again (the next one here), and must be sent once more."""
     out = subprocess.run([sys.executable, "-c", SWALLOWED.format(module=module)],
                          capture_output=True, text=True, timeout=60, cwd=NEUTRAL)
     assert out.returncode == 143 and "ran on" not in out.stdout, out.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -130,6 +132,16 @@ def test_test_order_depends_on_checkpoint_and_task_but_is_reproducible():
     assert torch.equal(ctx.test_batches(0, 1)[0], a[0])
     heads = a.heads(1)
     assert len(heads) == len(a) and torch.equal(heads[3][0], a[3][0])
+
+
+def test_avalanche_loads_without_jax_and_gem_keeps_its_solver():
+    probe = ("import sys; from clbench.avalanche import import_avalanche; import_avalanche(); "
+             "import qpsolvers; print('jax' in sys.modules, 'quadprog' in "
+             "qpsolvers.available_solvers); import jax; print('jax' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "True"]  # hidden, solver kept, importable
 
 
 def test_a_thousand_task_stream_builds_in_seconds():
