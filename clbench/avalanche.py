@@ -34,7 +34,7 @@ def import_avalanche() -> None:
     """Import Avalanche (once) without jax.
 
     ``import avalanche`` loads its training package, whose GEM plugin imports qpsolvers, which
-    imports jax for two solvers GEM never asks for (it uses quadprog): about a second and
+    imports jax for two solvers GEM never asks for (it uses quadprog): its import time and
     150 MB in every run, and a jax callback in every garbage collection. jax is hidden while
     Avalanche loads, so qpsolvers lists those two solvers as missing; ``import jax`` later
     works as usual, and a process that has already imported jax keeps it.
