@@ -7,7 +7,8 @@ checkpoint). Training time is steps over the measured rate of recent tasks. The 
 inference each decision costs more with every task learned (One-Shot is ∝ ``k`` per decision),
 so it grows like ``k`` or ``k²``. :class:`Eta` fits ``c·kᵖ`` to the evaluation points already
 timed (``p`` measured, not assumed from the scenario) and sums its prediction over the points
-still to come. While work remains the ETA is never zero.
+still to come; before one is timed, a point costs at least ``k`` times the scoring after a
+task (it scores every task learned). While work remains the ETA is never zero.
 
 On a terminal the line is redrawn twice a second (also during an evaluation, which makes no
 steps); otherwise a plain line is written every 30 seconds (``$CLBENCH_PROGRESS_EVERY``
@@ -80,9 +81,12 @@ class Eta:
 
     def after_cost(self) -> Callable[[int], float]:
         """Predicted seconds of the work after ``k`` tasks, evaluation point or not."""
-        growth = fit_growth([(k, s) for k, s in self.after.items() if k in self.eval_at])
+        timed = [(k, s) for k, s in self.after.items() if k in self.eval_at]
         plain = [s for k, s in self.after.items() if k not in self.eval_at][-self.window:]
         between = sum(plain) / len(plain) if plain else min(self.after.values(), default=0.0)
+        # before a point is timed, a floor: it scores each task learned as the work after a
+        # task scores one (task inference costs more)
+        growth = fit_growth(timed) if timed else (lambda k: k * between)
         return lambda k: growth(k) if k in self.eval_at else between
 
     def remaining(self, learned: int, steps: int, seconds: float, evaluating: bool,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from clbench.progress import Progress, fit_growth
+from clbench.progress import Eta, Progress, fit_growth
 
 
 class Clock:
@@ -86,6 +86,16 @@ def test_eta_models_evaluation_that_grows_with_tasks_learned(growth):
         assert abs(eta - truth) <= 0.25 * truth, (task, eta, truth)
         linear = elapsed * (tasks - task) / task  # extrapolating from the tasks done
         assert abs(eta - truth) < abs(linear - truth), (task, eta, linear, truth)
+
+
+def test_an_evaluation_point_not_yet_timed_counts_at_least_scoring_every_task_once():
+    """A run evaluated only at its end (the default): the point after 100 tasks scores 100
+    tasks with the task given, where the work after each task scores one."""
+    eta = Eta(tasks=100, per_task=10, eval_at=[100])
+    eta.trained = [(10, 1.0)] * 50
+    eta.after = dict.fromkeys(range(1, 51), 0.2)  # scoring the task just learned
+    assert eta.remaining(50, 0, 0.0, False, 0.0) == pytest.approx(50 * 1.0 + 49 * 0.2 + 100 * 0.2)
+    assert eta.remaining(100, 0, 0.0, True, 5.0) == pytest.approx(100 * 0.2 - 5.0)
 
 
 def test_eta_follows_a_machine_that_slows_down():
