@@ -44,7 +44,9 @@ class Evaluator:
 
     ``diagonal`` is the run's list (a resumed run's holds its earlier tasks); ``after_task``
     appends to it. ``save``, when set, receives an evaluation point's progress while it is
-    evaluated (see :meth:`evaluation_point`) and writes it into the run's checkpoint.
+    evaluated (see :meth:`evaluation_point`) and writes it into the run's checkpoint; ``tell``
+    hears where the point stands (:meth:`Progress.scoring
+    <clbench.progress.Progress.scoring>`) as each part begins and after each slice.
     """
 
     #: A slice of an evaluation point grows by whole tasks until it holds this many test
@@ -63,6 +65,7 @@ class Evaluator:
         self.scenario = ctx.scenario
         self.diagonal = diagonal
         self.save = save
+        self.tell: Callable[[str, int, int, bool], None] = lambda part, done, total, last: None
         self._saved_at = 0.0
 
     def oracle(self, tasks: list[int], point: int) -> tuple[list[float], list[Any]]:
@@ -103,9 +106,11 @@ class Evaluator:
         self._saved_at = time.perf_counter()
         infers = self.scenario.infers_task
         given = tasks[len(progress["oracle"]):-1]
+        self.tell("task given", len(progress["oracle"]) + 1, learned, not infers)
         for part in self._slices(given, learned):
             accuracy, _ = self.oracle(part, learned)
             progress["oracle"] += accuracy
+            self.tell("task given", len(progress["oracle"]) + 1, learned, not infers)
             self._saving(progress, more=infers or part[-1] != given[-1])
         oracle = progress["oracle"] + [self.diagonal[learned - 1]]  # the diagonal's batches
         entry: dict[str, Any] = {"after_tasks": learned, "oracle": oracle}
@@ -114,6 +119,7 @@ class Evaluator:
             entry["task_inference"] = {v: None for v in self.variants}
             return entry
         inferring = tasks[len(progress["accuracy"][self.variants[0]]):]
+        self.tell("task inferred", learned - len(inferring), learned, True)
         for part in self._slices(inferring, learned):
             batches = [self.ctx.test_batches(t, learned) for t in part]
             answers = self.method.predict([EvalRequest(None, b) for b in batches])
@@ -122,6 +128,8 @@ class Evaluator:
                           for t, b, a in zip(part, batches, answers)]
                 progress["accuracy"][v] += [s.accuracy for s in scores]
                 progress["task_inference"][v] += [s.task_inference for s in scores]
+            self.tell("task inferred", len(progress["accuracy"][self.variants[0]]),
+                          learned, True)
             self._saving(progress, more=part[-1] != inferring[-1])
         entry["accuracy"] = {v: list(progress["accuracy"][v]) for v in self.variants}
         entry["task_inference"] = {
@@ -295,6 +303,7 @@ def execute(
             if state.points and state.points[-1]["after_tasks"] == learned:
                 live.point(state.points[-1], state.variants)
 
+    evaluator.tell = progress.scoring
     if checkpoint is not None:
         evaluator.save = save_inside
     with progress:  # stops redrawing, also when the run fails

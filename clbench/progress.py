@@ -8,7 +8,10 @@ inference each decision costs more with every task learned (One-Shot is ∝ ``k`
 so it grows like ``k`` or ``k²``. :class:`Eta` fits ``c·kᵖ`` to the evaluation points already
 timed (``p`` measured, not assumed from the scenario) and sums its prediction over the points
 still to come; before one is timed, a point costs at least ``k`` times the scoring after a
-task (it scores every task learned). While work remains the ETA is never zero.
+task (it scores every task learned). Inside a point, the part under way (tasks given, then
+inferred) and its tasks scored are shown, and once a slice of it is scored in this process its
+rate gives the rest of the part: a point of thousands of masks takes most of an hour. While
+work remains the ETA is never zero.
 
 On a terminal the line is redrawn twice a second (also during an evaluation, which makes no
 steps); otherwise a plain line is written every 30 seconds (``$CLBENCH_PROGRESS_EVERY``
@@ -90,10 +93,13 @@ class Eta:
         return lambda k: growth(k) if k in self.eval_at else between
 
     def remaining(self, learned: int, steps: int, seconds: float, evaluating: bool,
-                  phase_s: float) -> float | None:
+                  phase_s: float, part_left: tuple[float, bool] | None = None
+                  ) -> float | None:
         """Seconds left when ``learned`` tasks are trained and, if not ``evaluating``, ``steps``
         steps of the next one have taken ``seconds``; ``phase_s`` is the time spent in the
-        work after task ``learned`` so far. None while nothing is measured."""
+        work after task ``learned`` so far; ``part_left`` is, inside an evaluation point, the
+        seconds its current part needs at its rate so far and whether that part is its last.
+        None while nothing is measured."""
         rate = self.rate(steps, seconds)
         if rate <= 0:
             return None
@@ -101,6 +107,9 @@ class Eta:
         left = 0.0
         if evaluating:  # the rest of this work; when overrunning, some more, never zero
             left = max(cost(learned) - phase_s, 0.1 * phase_s)
+            if part_left is not None:  # measured beats modelled for the part under way
+                part_s, last = part_left
+                left = part_s if last else max(left, part_s)
         steps_left = (self.tasks - learned) * self.per_task - (0 if evaluating else steps)
         return left + steps_left / rate + sum(cost(k) for k in range(learned + 1,
                                                                       self.tasks + 1))
@@ -139,6 +148,8 @@ class Progress:
         self.learned = 0  # tasks trained (and, unless evaluating, scored)
         self.steps = 0  # steps of the task being trained
         self.evaluating_ = False
+        self.part: tuple[str, int, int, bool] | None = None  # inside a point: see scoring()
+        self.part_began: tuple[int, float] = (0, 0.0)  # its tasks done and time, when seen
         self.created = clock()  # elapsed time counts from here (setup included)
         self.start: float | None = None  # the first phase in this process
         self.phase_start = 0.0
@@ -166,7 +177,7 @@ class Progress:
         with self._lock:
             self._end_after(now)
             self.learned, self.steps, self.evaluating_ = task, 0, False
-            self.phase_start = now
+            self.phase_start, self.part = now, None
             if self.start is None:
                 self.start = now
         self._heartbeat()
@@ -185,10 +196,20 @@ class Progress:
             else:
                 self.eta.trained.append((self.steps, now - self.phase_start))
             self.learned, self.steps, self.evaluating_ = learned, 0, True
-            self.phase_start = now
+            self.phase_start, self.part = now, None
         self._heartbeat()
         if self.terminal:
             self.draw()
+
+    def scoring(self, part: str, done: int, total: int, last: bool) -> None:
+        """Inside an evaluation point, ``done`` of the ``total`` tasks of its part ``part``
+        ("task given", "task inferred") are scored; ``last``: no part follows. The part's
+        rate in this process gives the ETA of its rest."""
+        now = self.clock()
+        with self._lock:
+            if self.part is None or self.part[0] != part:
+                self.part_began = (done, now)
+            self.part = (part, done, total, last)
 
     def close(self) -> None:
         """The run's last work is done: stop redrawing and write the final line."""
@@ -230,14 +251,17 @@ class Progress:
             seconds = 0.0 if evaluating else phase_s
             elapsed = now - self.created
             rate = self.eta.rate(steps, seconds)
+            part = self.part if evaluating else None
             left = 0.0 if final else self.eta.remaining(learned, steps, seconds, evaluating,
-                                                        phase_s)
+                                                        phase_s, self._part_left(now))
             done = self.eta.done_work(learned, steps, seconds)
         if final:
             phase = f"done, {self.tasks} tasks"
         elif evaluating:
             phase = (f"evaluating after {learned}/{self.tasks} tasks"
                      if learned in self.eta.eval_at else f"scoring task {learned}/{self.tasks}")
+            if part is not None:
+                phase += f" ({part[0]}: {part[1]}/{part[2]})"
         else:
             phase = f"training task {learned + 1}/{self.tasks}"
         if final:
@@ -264,6 +288,17 @@ class Progress:
         self.stream.flush()
 
     # ---------------------------------------------------------------- internals
+
+    def _part_left(self, now: float) -> tuple[float, bool] | None:
+        """Seconds the evaluation point's current part needs at its rate in this process, and
+        whether it is the last part; None before one of its slices is scored here."""
+        if not self.evaluating_ or self.part is None:
+            return None
+        _, done, total, last = self.part
+        began_done, began_at = self.part_began
+        if done <= began_done:
+            return None
+        return (now - began_at) * (total - done) / (done - began_done), last
 
     def _end_after(self, now: float) -> None:
         if self.evaluating_:

@@ -98,6 +98,34 @@ def test_an_evaluation_point_not_yet_timed_counts_at_least_scoring_every_task_on
     assert eta.remaining(100, 0, 0.0, True, 5.0) == pytest.approx(100 * 0.2 - 5.0)
 
 
+def test_inside_an_evaluation_point_the_eta_follows_the_rate_of_its_part():
+    """A point whose task inference costs 1 s per task where the model expects 0.2 s (the
+    scoring after a task): once a slice of its part is scored, the ETA is that part's rate."""
+    clock = Clock()
+    progress = Progress(100, 10, [100], enabled=False, clock=clock)
+    progress.resume(99, [1.0] * 99, [0.2] * 98)
+    progress.training(99)
+    for _ in range(10):
+        clock.now += 0.1
+        progress.tick()
+    progress.evaluating(100)
+    progress.scoring("task given", 1, 100, False)
+    clock.now += 10.0
+    progress.scoring("task given", 50, 100, False)  # 10 s for 49 tasks: 10.2 s left
+    assert eta_of(progress.line()) == 10 and "(task given: 50/100)" in progress.line()
+    clock.now += 10.0
+    progress.scoring("task given", 100, 100, False)
+    progress.scoring("task inferred", 0, 100, True)
+    assert eta_of(progress.line()) == 2  # modelled: 100 x 0.2 s are over, 10 % of 20 s more
+    clock.now += 30.0
+    progress.scoring("task inferred", 30, 100, True)
+    line = progress.line()
+    assert line.endswith("evaluating after 100/100 tasks (task inferred: 30/100) · 10 steps/s "
+                         "· 00:50 elapsed · ETA 01:10")
+    progress.close()
+    assert "task inferred" not in progress.line()
+
+
 def test_eta_follows_a_machine_that_slows_down():
     tasks, per_task = 40, 40
     clock = Clock()

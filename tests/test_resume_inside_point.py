@@ -10,6 +10,7 @@ import torch
 from clbench import engine
 from clbench.context import RunContext
 from clbench.plan import make_plan, with_data
+from clbench.progress import Progress
 
 CASES = [
     ("supsup", {"scenario": "gnu"}, ["output_size=20", "objective=H,G"]),
@@ -82,9 +83,18 @@ def test_stopped_inside_an_evaluation_point_resumes_there_with_identical_results
     *complete, part = saved["timing"]["eval_s_per_task"]  # the point's seconds so far, too
     assert len(complete) == 3 and part > 0
     notes: list[str] = []
+    told: list[tuple[str, int, int, bool]] = []
     with monkeypatch.context() as patch:
         log = record_requests(patch, plan)
+        patch.setattr(engine.Evaluator, "slice_batches", 1)
+        patch.setattr(Progress, "scoring", lambda self, *where: told.append(where))
         resumed = run(plan, source, checkpoint=path, notes=notes)
+    # the progress line hears where the point stands, from where it resumed
+    assert told[:4] == [("task given", 4, 4, False), ("task inferred", 2, 4, True),
+                        ("task inferred", 3, 4, True), ("task inferred", 4, 4, True)]
+    assert told[4:10] == [("task given", 1, 5, False), ("task given", 2, 5, False),
+                          ("task given", 3, 5, False), ("task given", 4, 5, False),
+                          ("task given", 5, 5, False), ("task inferred", 0, 5, True)]
     assert notes == [f"resuming after task 4 of 6 from {path}, inside the evaluation after 4 "
                      "tasks: 4 of 4 tasks evaluated with the task given, 2 of 4 with it "
                      "inferred"]
