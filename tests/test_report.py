@@ -450,8 +450,9 @@ def test_every_figures_numbers_equal_the_records(committed):
 PAPER_FIGURES = {  # experiment id -> figures drawn beside it
     "permuted-lenet-250": ["fig3"], "permuted-lenet-50": ["fig3"], "nns-100": ["masks"],
     "output-size-50": ["fig6"], "rotated-fc1024-36": ["fig5"], "permuted-fc1024-250": ["fig3"],
-    "hopsupsup-split-mnist": ["recovery"], "split-cifar10-jpg-gg": ["fig2"],
-    "exssnet-split-mnist": ["density"], "exssnet-permuted-mnist": ["density"]}
+    "permuted-lenet-2500": ["fig4"], "hopsupsup-split-mnist": ["recovery"],
+    "split-cifar10-jpg-gg": ["fig2"], "exssnet-split-mnist": ["density"],
+    "exssnet-permuted-mnist": ["density"]}
 
 
 def test_the_reproduction_page_shows_the_papers_figures_beside_their_experiments(committed):
@@ -463,8 +464,14 @@ def test_the_reproduction_page_shows_the_papers_figures_beside_their_experiments
         for stem in stems:
             assert f"(plots/{ident}-{stem}.png)" in sections[ident], ident
             assert f"(plots/{ident}-{stem}.csv)" in sections[ident], ident
-    assert "not run yet (no record of its series)" in sections["permuted-lenet-2500"]  # Fig. 4
-    assert "](plots/" not in sections["permuted-lenet-2500"]
+    fig4 = csv_rows(tmp / "reports" / "plots" / "permuted-lenet-2500-fig4.csv", key="series",
+                    many=True)
+    for series in ("SupSup (GNu, H)", "SupSup (GNu, G)"):  # both panels at every point
+        points = [(r["metric"], r["x"]) for r in fig4[series] if r["status"] == "measured"]
+        assert points == [(m, str(x)) for m in ("accuracy", "task_inference")
+                          for x in (10, 500, 1000, 1500, 2000, 2500)], series
+    assert {r["status"] for r in fig4["SupSup (NNs): not run yet"]} == {"not run yet"}
+    assert "not run yet: SupSup (NNs)" in sections["permuted-lenet-2500"]
     fig3 = csv_rows(tmp / "reports" / "plots" / "permuted-lenet-250-fig3.csv", key="series")
     assert not any(s.startswith("published:") for s in fig3)  # 94.91 % is likely FC-1024's
     fc = csv_rows(tmp / "reports" / "plots" / "permuted-fc1024-250-fig3.csv", key="series")

@@ -66,7 +66,7 @@ def setting_title(config: dict[str, Any]) -> str:
     known = config["benchmark"] in BENCHMARKS and config["dataset"] in DATASETS
     return " · ".join([bench + data if known and " " not in data else f"{bench} {data}",
                        MODELS.get(config["model"], config["model"]),
-                       f"{config['tasks']} tasks", length])
+                       f"{config['tasks']:,} tasks", length])
 
 
 def _value(field: str, value: str) -> str:
