@@ -128,8 +128,8 @@ class Evaluator:
                           for t, b, a in zip(part, batches, answers)]
                 progress["accuracy"][v] += [s.accuracy for s in scores]
                 progress["task_inference"][v] += [s.task_inference for s in scores]
-            self.tell("task inferred", len(progress["accuracy"][self.variants[0]]),
-                          learned, True)
+            self.tell("task inferred", len(progress["accuracy"][self.variants[0]]), learned,
+                      True)
             self._saving(progress, more=part[-1] != inferring[-1])
         entry["accuracy"] = {v: list(progress["accuracy"][v]) for v in self.variants}
         entry["task_inference"] = {

@@ -89,7 +89,7 @@ def test_eta_models_evaluation_that_grows_with_tasks_learned(growth):
 
 
 def test_an_evaluation_point_not_yet_timed_counts_at_least_scoring_every_task_once():
-    """A run evaluated only at its end (the default): the point after 100 tasks scores 100
+    """A run evaluated only at its end (`--eval-at end`): the point after 100 tasks scores 100
     tasks with the task given, where the work after each task scores one."""
     eta = Eta(tasks=100, per_task=10, eval_at=[100])
     eta.trained = [(10, 1.0)] * 50
