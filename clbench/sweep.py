@@ -24,7 +24,7 @@ from clbench.errors import ClbenchError, Interrupted
 from clbench.options import SETTINGS
 from clbench.record import build_record
 from clbench.runner import Line, RunInputs, RunSpec
-from clbench.store import Store
+from clbench.store import Store, load_record
 
 #: Keys of a sweep file besides run settings and ``param.NAME``.
 FILE_KEYS = ("method", "preset", "tag", "plugin", "log", "log_every")
@@ -252,15 +252,18 @@ class Tally:
 
     The ETA costs each run left as the finished runs of its group (its config but the seed)
     took, else as the mean finished run, by their records' own time (a resumed run's earlier
-    processes included), shared by the runs that execute at once. Runs under way count as
-    whole runs left, so it errs long by up to one run per slot; before a run completes there
-    is no ETA.
+    processes included), shared by the runs that execute at once. ``finished`` holds the
+    seconds of the sweep's runs whose records already existed, by group: they count as
+    finished runs. Runs under way count as whole runs left, so it errs long by up to one run
+    per slot; before a run is finished there is no ETA.
     """
 
-    def __init__(self, groups: list[str], parallel: int) -> None:
+    def __init__(self, groups: list[str], parallel: int,
+                 finished: dict[str, list[float]] | None = None) -> None:
         self.total, self.done, self.parallel = len(groups), 0, max(1, parallel)
         self.left = list(groups)
-        self.took: dict[str, list[float]] = {}  # group -> seconds of its completed runs
+        # group -> seconds of its finished runs
+        self.took: dict[str, list[float]] = {g: list(t) for g, t in (finished or {}).items()}
         self.start = time.perf_counter()
 
     def line(self, record: dict[str, Any], label: str, group: str) -> str:
@@ -306,7 +309,6 @@ def results_table(store: Store, run_ids: list[str]) -> str:
     from clbench.config import RunConfig
     from clbench.report.runs import Group, Run, name_groups, problem
     from clbench.report.tables import human_bytes
-    from clbench.store import load_record
 
     groups: dict[tuple[str, str], Group] = {}
     failures: dict[str, int] = {}
@@ -381,9 +383,16 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
     todo = [p for p in runs if p.status == "run"]
     elsewhere: set[str] = set()
     if todo:
+        finished: dict[str, list[float]] = {}  # the existing runs' seconds, for the ETA
+        for p in runs:
+            path = store.complete(p.run_id) if p.status == "exists" else None
+            if path is not None:
+                seconds = load_record(path)["timing"].get("total_s")
+                if seconds is not None:
+                    finished.setdefault(p.config.group_key, []).append(seconds)
         try:
             yield from _run_todo(todo, store, results, executor, workers,
-                                 (address, connect_timeout, verbose), elsewhere)
+                                 (address, connect_timeout, verbose), elsewhere, finished)
         except KeyboardInterrupt as exc:
             complete = sum(store.complete(p.run_id) is not None for p in runs)
             raise Interrupted.of(exc, complete, len(runs) - complete) from None
@@ -399,10 +408,11 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
 
 
 def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: str,
-              workers: int, ray: tuple[str | None, float, bool], elsewhere: set[str]
-              ) -> Generator[Line, None, None]:
+              workers: int, ray: tuple[str | None, float, bool], elsewhere: set[str],
+              finished: dict[str, list[float]]) -> Generator[Line, None, None]:
     """Run the missing runs where the user asked, storing each record as it comes back; runs
-    that another process is training (it holds their lock) are added to ``elsewhere``."""
+    that another process is training (it holds their lock) are added to ``elsewhere``;
+    ``finished``: the seconds of the runs that existed, by group (see :class:`Tally`)."""
     from clbench.executors import RunNote
 
     threads = {p.config.threads for p in todo}
@@ -430,7 +440,7 @@ def _run_todo(todo: list[Planned], store: Store, results: str | None, executor: 
                        f"worker{'s' * (workers > 1)}, {each}")
             ended = run_local([p.spec for p in todo], results, workers)
             parallel = min(workers, len(todo))
-        tally = Tally([p.config.group_key for p in todo], parallel)
+        tally = Tally([p.config.group_key for p in todo], parallel, finished)
         stack.enter_context(closing(ended))
         for index, record, notes, error in ended:
             item = todo[index]

@@ -242,3 +242,37 @@ def test_the_sweeps_eta_costs_each_run_left_as_its_group_took():
     tally.line(record(120.0), "a seed=2", "a")
     assert tally.eta() == 400 / 2
     assert "ETA" not in tally.line(record(380.0), "b seed=2", "b")  # nothing left
+
+
+def test_the_runs_that_existed_give_the_sweeps_eta_their_seconds(results, monkeypatch):
+    """A resumed sweep: the records already there are finished runs for the ETA (a group's
+    own, else the mean), so its first line has a pace before any run of its own ends."""
+    from clbench import sweep
+    from clbench.record import SCHEMA_VERSION
+    from clbench.sweep import Tally
+
+    tally = Tally(["a", "b"], parallel=1, finished={"a": [300.0], "c": [100.0]})
+    assert tally.eta() == 300 + 200  # a: its existing run; b: the mean of 300 and 100
+    plan = [p for p in plan_sweep(spec(), Store(results)) if p.spec.method == "supsup"]
+    store = Store(results)
+    for p, seconds in zip(plan[:2], (50.0, 70.0)):
+        store.write({"schema_version": SCHEMA_VERSION, "run_id": p.run_id,
+                     "config": p.config.to_dict(), "status": "complete",
+                     "timing": {"total_s": seconds}})
+    seen = []
+
+    def todo(runs, *args):
+        seen.append(([p.run_id for p in runs], args[-1]))
+        yield from ()
+
+    monkeypatch.setattr(sweep, "_run_todo", todo)
+    monkeypatch.setattr(sweep, "results_table", lambda store, run_ids: "")
+    lines = sweep.run_sweep(spec(methods=["supsup"]), str(results), executor="local",
+                            workers=1, address=None, dry_run=False)
+    for _ in lines:
+        pass
+    ((ran, finished),) = seen
+    groups = {p.run_id: p.config.group_key for p in plan}
+    assert sorted(ran) == sorted(p.run_id for p in plan[2:])
+    assert sorted(t for times in finished.values() for t in times) == [50.0, 70.0]
+    assert all(groups[p.run_id] in finished for p in plan[:2])
