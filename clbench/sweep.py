@@ -377,19 +377,19 @@ def run_sweep(spec: SweepSpec, results: str | None, *, executor: str, workers: i
         raise ClbenchError("nothing to run: every combination was refused (see above)")
     if dry_run:
         return 0
+    finished: dict[str, list[float]] = {}  # the existing runs' seconds, for the ETA
     for p in runs:
-        if p.status == "exists" and spec.tags:
-            store.add_tags(store.complete(p.run_id), spec.tags)
+        path = store.complete(p.run_id) if p.status == "exists" else None
+        if path is None:
+            continue
+        if spec.tags:
+            store.add_tags(path, spec.tags)
+        seconds = load_record(path).get("timing", {}).get("total_s")
+        if seconds is not None:
+            finished.setdefault(p.config.group_key, []).append(seconds)
     todo = [p for p in runs if p.status == "run"]
     elsewhere: set[str] = set()
     if todo:
-        finished: dict[str, list[float]] = {}  # the existing runs' seconds, for the ETA
-        for p in runs:
-            path = store.complete(p.run_id) if p.status == "exists" else None
-            if path is not None:
-                seconds = load_record(path)["timing"].get("total_s")
-                if seconds is not None:
-                    finished.setdefault(p.config.group_key, []).append(seconds)
         try:
             yield from _run_todo(todo, store, results, executor, workers,
                                  (address, connect_timeout, verbose), elsewhere, finished)

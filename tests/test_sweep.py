@@ -246,7 +246,8 @@ def test_the_sweeps_eta_costs_each_run_left_as_its_group_took():
 
 def test_the_runs_that_existed_give_the_sweeps_eta_their_seconds(results, monkeypatch):
     """A resumed sweep: the records already there are finished runs for the ETA (a group's
-    own, else the mean), so its first line has a pace before any run of its own ends."""
+    own, else the mean), so its first line has a pace before any run of its own ends; they
+    get the sweep's tags."""
     from clbench import sweep
     from clbench.record import SCHEMA_VERSION
     from clbench.sweep import Tally
@@ -267,8 +268,8 @@ def test_the_runs_that_existed_give_the_sweeps_eta_their_seconds(results, monkey
 
     monkeypatch.setattr(sweep, "_run_todo", todo)
     monkeypatch.setattr(sweep, "results_table", lambda store, run_ids: "")
-    lines = sweep.run_sweep(spec(methods=["supsup"]), str(results), executor="local",
-                            workers=1, address=None, dry_run=False)
+    lines = sweep.run_sweep(spec(methods=["supsup"], tags=["again"]), str(results),
+                            executor="local", workers=1, address=None, dry_run=False)
     for _ in lines:
         pass
     ((ran, finished),) = seen
@@ -276,3 +277,4 @@ def test_the_runs_that_existed_give_the_sweeps_eta_their_seconds(results, monkey
     assert sorted(ran) == sorted(p.run_id for p in plan[2:])
     assert sorted(t for times in finished.values() for t in times) == [50.0, 70.0]
     assert all(groups[p.run_id] in finished for p in plan[:2])
+    assert [r["config"]["tags"] for r in records(results)] == [["again"], ["again"]]
