@@ -245,9 +245,8 @@ def test_the_sweeps_eta_costs_each_run_left_as_its_group_took():
 
 
 def test_the_runs_that_existed_give_the_sweeps_eta_their_seconds(results, monkeypatch):
-    """A resumed sweep: the records already there are finished runs for the ETA (a group's
-    own, else the mean), so its first line has a pace before any run of its own ends; they
-    get the sweep's tags."""
+    """A resumed sweep: the records already there count as finished runs in its ETA (a
+    group's own, else the mean), from its first line on; they get the sweep's tags."""
     from clbench import sweep
     from clbench.record import SCHEMA_VERSION
     from clbench.sweep import Tally
